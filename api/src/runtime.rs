@@ -1,0 +1,62 @@
+//! What the management plane reads from a node's runtime state: backend health, circuit
+//! states and node status. The node implements [`RuntimeView`] over its health checker and
+//! gossip state; [`StaticRuntime`] serves until those exist and in unit tests.
+
+use crate::model::{Backend, CircuitState, HealthStatus, Pool};
+
+/// Facts about the node answering an API call.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    /// Node id.
+    pub node_id: String,
+    /// Software version.
+    pub version: String,
+    /// gRPC listen address.
+    pub grpc_addr: String,
+    /// Admin/metrics listen address.
+    pub admin_addr: String,
+    /// Start time (Unix ms).
+    pub started_at: u64,
+    /// Whether the node is ready for traffic.
+    pub ready: bool,
+    /// Store revision of the snapshot the data plane runs on.
+    pub snapshot_revision: u64,
+    /// Whether the configuration store answers.
+    pub store_up: bool,
+    /// Gossip members seen alive (0 with gossip off).
+    pub gossip_members: u32,
+    /// Backends this node actively probes.
+    pub probes_owned: u32,
+}
+
+/// Runtime state as seen by the API.
+pub trait RuntimeView: Send + Sync + 'static {
+    /// The fleet's health verdict for a backend of `pool`.
+    fn backend_health(&self, pool: &Pool, backend: &Backend) -> HealthStatus;
+    /// The circuit breaker state of a backend.
+    fn circuit_state(&self, backend_id: &str) -> CircuitState;
+    /// This node's status.
+    fn node_info(&self) -> NodeInfo;
+}
+
+/// Runtime view with no observations: backends of pools without an active check are
+/// healthy (they serve from the start), backends of pools with one are not yet (unknown).
+#[derive(Debug, Clone, Default)]
+pub struct StaticRuntime {
+    /// Returned by [`RuntimeView::node_info`].
+    pub info: NodeInfo,
+}
+
+impl RuntimeView for StaticRuntime {
+    fn backend_health(&self, pool: &Pool, _backend: &Backend) -> HealthStatus {
+        HealthStatus { healthy: !pool.has_active_check(), ..Default::default() }
+    }
+
+    fn circuit_state(&self, _backend_id: &str) -> CircuitState {
+        CircuitState::Closed
+    }
+
+    fn node_info(&self) -> NodeInfo {
+        self.info.clone()
+    }
+}

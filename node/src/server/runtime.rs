@@ -1,0 +1,71 @@
+//! The node's runtime state as the API sees it. Health and circuit state come from the
+//! health checker once it exists; until then pools without an active check serve and pools
+//! with one report their backends as not yet checked.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fiberlb_api::model::{now_ms, Backend, CircuitState, HealthStatus, Pool};
+use fiberlb_api::runtime::{NodeInfo, RuntimeView, StaticRuntime};
+
+use crate::settings::Settings;
+
+/// Node-wide flags and facts.
+pub struct NodeRuntime {
+    info: NodeInfo,
+    ready: AtomicBool,
+    store_up: AtomicBool,
+    health: StaticRuntime,
+}
+
+impl NodeRuntime {
+    /// For a node with these settings and bound addresses.
+    pub fn new(settings: &Settings, grpc: SocketAddr, admin: SocketAddr) -> Self {
+        Self {
+            info: NodeInfo {
+                node_id: settings.cluster.node_id.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                grpc_addr: grpc.to_string(),
+                admin_addr: admin.to_string(),
+                started_at: now_ms(),
+                ..Default::default()
+            },
+            ready: AtomicBool::new(false),
+            store_up: AtomicBool::new(true),
+            health: StaticRuntime::default(),
+        }
+    }
+
+    /// Marks the node ready (or not) for traffic: `/ready` and `NodeStatus.ready`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether the node is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the last store access worked.
+    pub fn set_store_up(&self, up: bool) {
+        self.store_up.store(up, Ordering::SeqCst);
+    }
+}
+
+impl RuntimeView for NodeRuntime {
+    fn backend_health(&self, pool: &Pool, backend: &Backend) -> HealthStatus {
+        self.health.backend_health(pool, backend)
+    }
+
+    fn circuit_state(&self, backend_id: &str) -> CircuitState {
+        self.health.circuit_state(backend_id)
+    }
+
+    fn node_info(&self) -> NodeInfo {
+        NodeInfo {
+            ready: self.is_ready(),
+            store_up: self.store_up.load(Ordering::SeqCst),
+            ..self.info.clone()
+        }
+    }
+}
