@@ -22,6 +22,15 @@ fn expected_codes(field: &str, codes: &[u32]) -> ApiResult<Vec<u16>> {
     Ok(if v.is_empty() { vec![200] } else { v })
 }
 
+/// The parts HTTP and HTTPS checks share, validated.
+struct HttpProbe {
+    path: String,
+    method: HttpMethod,
+    expected_codes: Vec<u16>,
+    host_header: Option<String>,
+    headers: std::collections::BTreeMap<String, String>,
+}
+
 fn http_parts(
     prefix: &str,
     path: &str,
@@ -29,7 +38,7 @@ fn http_parts(
     codes: &[u32],
     host: &Option<String>,
     headers: &std::collections::HashMap<String, String>,
-) -> ApiResult<(String, HttpMethod, Vec<u16>, Option<String>, std::collections::BTreeMap<String, String>)> {
+) -> ApiResult<HttpProbe> {
     let path = if path.is_empty() { "/".to_string() } else { path.to_string() };
     if !path.starts_with('/') || path.parse::<http::uri::PathAndQuery>().is_err() {
         return Err(ApiError::invalid(&format!("{prefix}.path"), format!("{path:?} must be a path starting with /")));
@@ -51,13 +60,13 @@ fn http_parts(
             return Err(ApiError::invalid(&format!("{prefix}.headers"), format!("{k:?} is not a valid header")));
         }
     }
-    Ok((
+    Ok(HttpProbe {
         path,
         method,
-        expected_codes(&format!("{prefix}.expected_codes"), codes)?,
-        host.clone(),
-        headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
-    ))
+        expected_codes: expected_codes(&format!("{prefix}.expected_codes"), codes)?,
+        host_header: host.clone(),
+        headers: headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect(),
+    })
 }
 
 /// Validates a health check, assigning `id` when it has none.
@@ -65,12 +74,12 @@ pub fn health_check_from_proto(h: &pb::HealthCheck) -> ApiResult<HealthCheck> {
     let kind = match h.check_type.as_ref().ok_or_else(|| ApiError::invalid("health_check.check_type", "required"))? {
         CheckType::Tcp(_) => CheckKind::Tcp,
         CheckType::Http(c) => {
-            let (path, method, expected_codes, host_header, headers) =
+            let HttpProbe { path, method, expected_codes, host_header, headers } =
                 http_parts("health_check.http", &c.path, c.method, &c.expected_codes, &c.host_header, &c.headers)?;
             CheckKind::Http { path, method, expected_codes, host_header, headers }
         }
         CheckType::Https(c) => {
-            let (path, method, expected_codes, host_header, headers) =
+            let HttpProbe { path, method, expected_codes, host_header, headers } =
                 http_parts("health_check.https", &c.path, c.method, &c.expected_codes, &c.host_header, &c.headers)?;
             CheckKind::Https { path, method, expected_codes, host_header, headers, verify_tls: c.verify_tls }
         }

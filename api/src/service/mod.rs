@@ -98,3 +98,6 @@ pub(crate) async fn audited<T>(
 pub(crate) fn reply<T>(res: ApiResult<T>) -> Result<Response<T>, Status> {
     res.map(Response::new).map_err(Status::from)
 }
+
+#[cfg(test)]
+mod tests;
