@@ -63,7 +63,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     runtime.set_ready(false);
     let _ = stop_tx.send(true);
-    let grace = Duration::from_secs(settings.proxy.drain_grace_seconds.into());
+    let grace = settings.proxy.drain_grace();
     match tokio::time::timeout(grace, async {
         let _ = grpc.await;
         let _ = admin.await;

@@ -1,0 +1,179 @@
+//! `[proxy]`, `[health_check]` and `[circuit_breaker]`: node-wide data-plane tuning and the
+//! defaults used when a listener, pool or health check does not say otherwise.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[proxy]`: socket and protocol limits of the data plane.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// TCP keepalive idle time on client and backend sockets, seconds. Default 60; 0 = off.
+    pub tcp_keepalive_seconds: u64,
+    /// Set TCP_NODELAY on client and backend sockets. Default `true`.
+    pub tcp_nodelay: bool,
+    /// Backend connect timeout, milliseconds. Default 5000; must be > 0.
+    pub connection_timeout_ms: u64,
+    /// Idle keep-alive HTTP connections are closed after this many seconds. Default 60; > 0.
+    pub http_idle_timeout_seconds: u64,
+    /// Largest request head (request line + headers) accepted, bytes; larger gets 431.
+    /// Default 8192; 1024..=1048576.
+    pub max_header_size_bytes: usize,
+    /// Largest request body accepted by L7 listeners, bytes; larger gets 413.
+    /// Default 10485760 (10 MiB); 0 = unlimited.
+    pub max_body_size_bytes: u64,
+    /// SO_RCVBUF and copy buffer size, bytes. Default 65536; 1024..=67108864.
+    pub recv_buffer_size: usize,
+    /// SO_SNDBUF size, bytes. Default 65536; 1024..=67108864.
+    pub send_buffer_size: usize,
+    /// When set, every listener binds this IP instead of its load balancer's VIP (several
+    /// nodes on one machine each get their own 127.0.0.x). Default none: bind the VIP, or
+    /// 0.0.0.0 for an LB without VIP. Env `FIBERLB_BIND_ADDRESS`, flag `--bind-address`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_address: Option<IpAddr>,
+    /// On drain/SIGTERM, existing connections get this long to finish before they are
+    /// closed, seconds. Default 30.
+    pub drain_grace_seconds: u64,
+    /// A client must send the complete request head within this time, milliseconds
+    /// (slowloris defence). Default 10000; must be > 0.
+    pub header_read_timeout_ms: u64,
+    /// `[proxy.tls]`: TLS termination defaults.
+    pub tls: ProxyTlsSettings,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            tcp_keepalive_seconds: 60,
+            tcp_nodelay: true,
+            connection_timeout_ms: 5000,
+            http_idle_timeout_seconds: 60,
+            max_header_size_bytes: 8192,
+            max_body_size_bytes: 10 * 1024 * 1024,
+            recv_buffer_size: 65536,
+            send_buffer_size: 65536,
+            bind_address: None,
+            drain_grace_seconds: 30,
+            header_read_timeout_ms: 10_000,
+            tls: ProxyTlsSettings::default(),
+        }
+    }
+}
+
+impl ProxySettings {
+    /// `tcp_keepalive_seconds` as a duration; `None` when keepalive is off.
+    pub fn tcp_keepalive(&self) -> Option<Duration> {
+        (self.tcp_keepalive_seconds > 0).then(|| Duration::from_secs(self.tcp_keepalive_seconds))
+    }
+
+    /// `connection_timeout_ms` as a duration.
+    pub fn connection_timeout(&self) -> Duration {
+        Duration::from_millis(self.connection_timeout_ms)
+    }
+
+    /// `http_idle_timeout_seconds` as a duration.
+    pub fn http_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.http_idle_timeout_seconds)
+    }
+
+    /// `drain_grace_seconds` as a duration.
+    pub fn drain_grace(&self) -> Duration {
+        Duration::from_secs(self.drain_grace_seconds)
+    }
+
+    /// `header_read_timeout_ms` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+}
+
+/// Lowest TLS protocol version accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// `[proxy.tls]`: defaults for TLS-terminating listeners.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyTlsSettings {
+    /// Minimum TLS version for listeners that do not set one: `tls12` or `tls13`.
+    /// Default `tls12`.
+    pub default_min_version: TlsVersion,
+    /// Server-side session cache size (resumption), sessions. Default 10000; 0 = no cache.
+    pub session_cache_size: usize,
+    /// Lifetime of resumption tickets/sessions, seconds. Default 3600; 1..=604800
+    /// (TLS 1.3 caps ticket lifetime at 7 days).
+    pub session_timeout_seconds: u64,
+}
+
+impl Default for ProxyTlsSettings {
+    fn default() -> Self {
+        ProxyTlsSettings {
+            default_min_version: TlsVersion::Tls12,
+            session_cache_size: 10_000,
+            session_timeout_seconds: 3600,
+        }
+    }
+}
+
+/// `[health_check]`: defaults for health checks that leave a field unset, and limits.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckSettings {
+    /// Time between probes of one backend, seconds. Default 30; >= 1.
+    pub default_interval_seconds: u64,
+    /// A probe not answered within this many seconds fails. Default 10; 1..=interval.
+    pub default_timeout_seconds: u64,
+    /// Consecutive successes to mark a backend healthy. Default 2; >= 1.
+    pub default_healthy_threshold: u32,
+    /// Consecutive failures to mark a backend unhealthy. Default 3; >= 1.
+    pub default_unhealthy_threshold: u32,
+    /// Probes in flight at once on this node, across all backends. Default 100; >= 1.
+    pub max_concurrent_checks: usize,
+    /// Each probe is delayed by a random 0..=this percent of the interval, so checks of
+    /// many backends do not fire together. Default 10; 0..=100.
+    pub check_jitter_percent: u32,
+}
+
+impl Default for HealthCheckSettings {
+    fn default() -> Self {
+        HealthCheckSettings {
+            default_interval_seconds: 30,
+            default_timeout_seconds: 10,
+            default_healthy_threshold: 2,
+            default_unhealthy_threshold: 3,
+            max_concurrent_checks: 100,
+            check_jitter_percent: 10,
+        }
+    }
+}
+
+/// `[circuit_breaker]`: defaults for per-backend circuit breakers (spec §3.7).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerSettings {
+    /// Consecutive failures that open the circuit. Default 5; >= 1.
+    pub default_failure_threshold: u32,
+    /// Successful half-open probes that close it again. Default 3; >= 1.
+    pub default_success_threshold: u32,
+    /// Time the circuit stays open before half-open probing, seconds. Default 60; >= 1.
+    pub default_timeout_seconds: u64,
+}
+
+impl Default for CircuitBreakerSettings {
+    fn default() -> Self {
+        CircuitBreakerSettings {
+            default_failure_threshold: 5,
+            default_success_threshold: 3,
+            default_timeout_seconds: 60,
+        }
+    }
+}
