@@ -121,6 +121,19 @@ impl Repo {
         Ok(out)
     }
 
+    /// The ids that index keys under `prefix` point to, sorted.
+    pub async fn ids_under(&self, prefix: &str) -> ApiResult<Vec<String>> {
+        let mut ids: Vec<String> = self
+            .store
+            .range(prefix)
+            .await?
+            .into_iter()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Number of keys under a prefix.
     pub async fn count(&self, prefix: &str) -> ApiResult<usize> {
         Ok(self.store.range(prefix).await?.len())

@@ -35,15 +35,7 @@ impl Api {
     }
 
     pub(crate) async fn lb_proto(&self, lb: &LoadBalancer) -> ApiResult<pb::LoadBalancer> {
-        let mut ids: Vec<String> = self
-            .repo
-            .store()
-            .range(&keys::listener_by_lb_prefix(&lb.id))
-            .await?
-            .into_iter()
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-            .collect();
-        ids.sort();
+        let ids = self.repo.ids_under(&keys::listener_by_lb_prefix(&lb.id)).await?;
         Ok(lb.to_proto(ids))
     }
 

@@ -36,15 +36,7 @@ impl Api {
     }
 
     pub(crate) async fn pool_proto(&self, pool: &Pool) -> ApiResult<pb::Pool> {
-        let mut ids: Vec<String> = self
-            .repo
-            .store()
-            .range(&keys::backend_by_pool_prefix(&pool.id))
-            .await?
-            .into_iter()
-            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
-            .collect();
-        ids.sort();
+        let ids = self.repo.ids_under(&keys::backend_by_pool_prefix(&pool.id)).await?;
         Ok(pool.to_proto(ids))
     }
 
