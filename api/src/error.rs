@@ -82,16 +82,26 @@ impl ErrorCode {
     pub fn grpc(self) -> Code {
         use ErrorCode::*;
         match self {
-            LbNotFound | ListenerNotFound | PoolNotFound | BackendNotFound | CertificateNotFound | TokenNotFound
-            | RuleNotFound => Code::NotFound,
-            LbAlreadyExists | ListenerAlreadyExists | PoolAlreadyExists | BackendAlreadyExists
-            | CertificateAlreadyExists | RuleAlreadyExists | ListenerPortConflict | VipConflict => Code::AlreadyExists,
-            InvalidLbName | InvalidName | InvalidBackendAddress | InvalidCertificate | InvalidArgument => {
-                Code::InvalidArgument
-            }
+            LbNotFound | ListenerNotFound | PoolNotFound | BackendNotFound
+            | CertificateNotFound | TokenNotFound | RuleNotFound => Code::NotFound,
+            LbAlreadyExists
+            | ListenerAlreadyExists
+            | PoolAlreadyExists
+            | BackendAlreadyExists
+            | CertificateAlreadyExists
+            | RuleAlreadyExists
+            | ListenerPortConflict
+            | VipConflict => Code::AlreadyExists,
+            InvalidLbName
+            | InvalidName
+            | InvalidBackendAddress
+            | InvalidCertificate
+            | InvalidArgument => Code::InvalidArgument,
             AccessDenied => Code::PermissionDenied,
             Unauthenticated => Code::Unauthenticated,
-            PoolNotEmpty | PoolInUse | CertificateInUse | LbHasListeners => Code::FailedPrecondition,
+            PoolNotEmpty | PoolInUse | CertificateInUse | LbHasListeners => {
+                Code::FailedPrecondition
+            }
             RevisionConflict => Code::Aborted,
             StoreUnavailable => Code::Unavailable,
             Internal => Code::Internal,
@@ -112,7 +122,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `INVALID_ARGUMENT` naming a field.
@@ -124,7 +137,9 @@ impl ApiError {
     pub fn stale(kind: &str, id: &str, given: u64, current: u64) -> Self {
         Self::new(
             ErrorCode::RevisionConflict,
-            format!("{kind} {id} is at revision {current}, request carried {given}; re-read and retry"),
+            format!(
+                "{kind} {id} is at revision {current}, request carried {given}; re-read and retry"
+            ),
         )
     }
 }
@@ -132,12 +147,14 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict { key } => {
-                ApiError::new(ErrorCode::RevisionConflict, format!("concurrent modification of {key}; retry"))
-            }
-            StoreError::Unavailable(m) => {
-                ApiError::new(ErrorCode::StoreUnavailable, format!("configuration store unavailable: {m}"))
-            }
+            StoreError::Conflict { key } => ApiError::new(
+                ErrorCode::RevisionConflict,
+                format!("concurrent modification of {key}; retry"),
+            ),
+            StoreError::Unavailable(m) => ApiError::new(
+                ErrorCode::StoreUnavailable,
+                format!("configuration store unavailable: {m}"),
+            ),
             other => ApiError::new(ErrorCode::Internal, other.to_string()),
         }
     }

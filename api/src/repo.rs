@@ -47,11 +47,31 @@ macro_rules! stored {
     };
 }
 
-stored!(LoadBalancer, "load balancer", ErrorCode::LbNotFound, keys::lb);
-stored!(Listener, "listener", ErrorCode::ListenerNotFound, keys::listener);
+stored!(
+    LoadBalancer,
+    "load balancer",
+    ErrorCode::LbNotFound,
+    keys::lb
+);
+stored!(
+    Listener,
+    "listener",
+    ErrorCode::ListenerNotFound,
+    keys::listener
+);
 stored!(Pool, "pool", ErrorCode::PoolNotFound, keys::pool);
-stored!(Backend, "backend", ErrorCode::BackendNotFound, keys::backend);
-stored!(Certificate, "certificate", ErrorCode::CertificateNotFound, keys::cert);
+stored!(
+    Backend,
+    "backend",
+    ErrorCode::BackendNotFound,
+    keys::backend
+);
+stored!(
+    Certificate,
+    "certificate",
+    ErrorCode::CertificateNotFound,
+    keys::cert
+);
 stored!(AccessToken, "token", ErrorCode::TokenNotFound, keys::token);
 
 /// Typed access to the store.
@@ -63,7 +83,10 @@ pub struct Repo {
 /// Decodes a stored object, tagging it with its revision.
 pub fn decode<T: Stored>(kv: &KeyValue) -> ApiResult<T> {
     let mut v: T = serde_json::from_slice(&kv.value).map_err(|e| {
-        ApiError::new(ErrorCode::Internal, format!("stored {} at {} is unreadable: {e}", T::KIND, kv.key))
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("stored {} at {} is unreadable: {e}", T::KIND, kv.key),
+        )
     })?;
     v.set_revision(kv.mod_revision);
     Ok(v)
@@ -104,7 +127,11 @@ impl Repo {
 
     /// Reads the id an index key points to.
     pub async fn index(&self, key: &str) -> ApiResult<Option<String>> {
-        Ok(self.store.get(key).await?.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+        Ok(self
+            .store
+            .get(key)
+            .await?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
 
     /// Reads every object whose id is the last segment of keys under `prefix`.
@@ -141,7 +168,12 @@ impl Repo {
 
     /// The mod revision of a key (0 = absent), for "unchanged since I looked" compares.
     pub async fn key_revision(&self, key: &str) -> ApiResult<u64> {
-        Ok(self.store.get(key).await?.map(|kv| kv.mod_revision).unwrap_or(0))
+        Ok(self
+            .store
+            .get(key)
+            .await?
+            .map(|kv| kv.mod_revision)
+            .unwrap_or(0))
     }
 
     /// Commits a transaction. A failed compare comes back as `Ok(None)` so callers can
@@ -163,7 +195,9 @@ pub fn not_found<T: Stored>(id: &str) -> ApiError {
 /// Checks a client-supplied revision against the object's.
 pub fn check_revision<T: Stored>(obj: &T, given: Option<u64>) -> ApiResult<()> {
     match given {
-        Some(g) if g != obj.revision() => Err(ApiError::stale(T::KIND, obj.id(), g, obj.revision())),
+        Some(g) if g != obj.revision() => {
+            Err(ApiError::stale(T::KIND, obj.id(), g, obj.revision()))
+        }
         _ => Ok(()),
     }
 }
@@ -173,5 +207,8 @@ pub const MAX_ATTEMPTS: usize = 8;
 
 /// The error after [`MAX_ATTEMPTS`] lost races.
 pub fn contended(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::RevisionConflict, format!("{what}: too many concurrent modifications, retry"))
+    ApiError::new(
+        ErrorCode::RevisionConflict,
+        format!("{what}: too many concurrent modifications, retry"),
+    )
 }

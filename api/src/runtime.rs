@@ -49,7 +49,10 @@ pub struct StaticRuntime {
 
 impl RuntimeView for StaticRuntime {
     fn backend_health(&self, pool: &Pool, _backend: &Backend) -> HealthStatus {
-        HealthStatus { healthy: !pool.has_active_check(), ..Default::default() }
+        HealthStatus {
+            healthy: !pool.has_active_check(),
+            ..Default::default()
+        }
     }
 
     fn circuit_state(&self, _backend_id: &str) -> CircuitState {

@@ -12,7 +12,8 @@ pub fn is_valid_name(name: &str) -> bool {
     (1..=63).contains(&b.len())
         && b[0].is_ascii_lowercase()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 const NAME_RULE: &str = "must be 1-63 characters of lower-case letters, digits and hyphens, start with a letter and end with a letter or digit";
@@ -22,7 +23,10 @@ pub fn lb_name(name: &str) -> ApiResult<()> {
     if is_valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::InvalidLbName, format!("name {name:?} {NAME_RULE}")))
+        Err(ApiError::new(
+            ErrorCode::InvalidLbName,
+            format!("name {name:?} {NAME_RULE}"),
+        ))
     }
 }
 
@@ -31,20 +35,28 @@ pub fn object_name(field: &str, name: &str) -> ApiResult<()> {
     if is_valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::InvalidName, format!("{field} {name:?} {NAME_RULE}")))
+        Err(ApiError::new(
+            ErrorCode::InvalidName,
+            format!("{field} {name:?} {NAME_RULE}"),
+        ))
     }
 }
 
 /// An org or project id: it becomes part of store keys, so no `/` and a bounded length.
 pub fn tenant_id(field: &str, id: &str) -> ApiResult<()> {
     let ok = (1..=128).contains(&id.len())
-        && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && id != "."
         && id != "..";
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid(field, format!("{id:?} must be 1-128 characters of letters, digits, '-', '_' or '.'")))
+        Err(ApiError::invalid(
+            field,
+            format!("{id:?} must be 1-128 characters of letters, digits, '-', '_' or '.'"),
+        ))
     }
 }
 
@@ -61,7 +73,10 @@ pub fn id_ref(field: &str, id: &str) -> ApiResult<()> {
 pub fn port(field: &str, p: u32) -> ApiResult<u16> {
     match u16::try_from(p) {
         Ok(v) if v >= 1 => Ok(v),
-        _ => Err(ApiError::invalid(field, format!("port {p} is outside 1-65535"))),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("port {p} is outside 1-65535"),
+        )),
     }
 }
 
@@ -95,21 +110,33 @@ pub fn host_pattern(field: &str, h: &str) -> ApiResult<String> {
     if is_valid_hostname(rest) {
         Ok(lower)
     } else {
-        Err(ApiError::invalid(field, format!("{h:?} is not a host name or *.wildcard")))
+        Err(ApiError::invalid(
+            field,
+            format!("{h:?} is not a host name or *.wildcard"),
+        ))
     }
 }
 
 /// Tags and metadata: at most 64 entries, keys 1-128 characters, values up to 1024.
-pub fn labels(field: &str, m: &std::collections::HashMap<String, String>) -> ApiResult<BTreeMap<String, String>> {
+pub fn labels(
+    field: &str,
+    m: &std::collections::HashMap<String, String>,
+) -> ApiResult<BTreeMap<String, String>> {
     if m.len() > 64 {
         return Err(ApiError::invalid(field, "at most 64 entries"));
     }
     for (k, v) in m {
         if k.is_empty() || k.len() > 128 || k.chars().any(char::is_control) {
-            return Err(ApiError::invalid(field, format!("key {k:?} must be 1-128 printable characters")));
+            return Err(ApiError::invalid(
+                field,
+                format!("key {k:?} must be 1-128 printable characters"),
+            ));
         }
         if v.len() > 1024 {
-            return Err(ApiError::invalid(field, format!("value of {k:?} is longer than 1024 bytes")));
+            return Err(ApiError::invalid(
+                field,
+                format!("value of {k:?} is longer than 1024 bytes"),
+            ));
         }
     }
     Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -120,14 +147,20 @@ pub fn timeout_ms(field: &str, v: u32) -> ApiResult<u32> {
     if (1..=3_600_000).contains(&v) {
         Ok(v)
     } else {
-        Err(ApiError::invalid(field, format!("{v} ms is outside 1-3600000")))
+        Err(ApiError::invalid(
+            field,
+            format!("{v} ms is outside 1-3600000"),
+        ))
     }
 }
 
 /// Free text such as descriptions: at most 1024 bytes, no control characters but newlines.
 pub fn text(field: &str, s: &str) -> ApiResult<()> {
     if s.len() > 1024 || s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        Err(ApiError::invalid(field, "at most 1024 bytes of printable text"))
+        Err(ApiError::invalid(
+            field,
+            "at most 1024 bytes of printable text",
+        ))
     } else {
         Ok(())
     }
@@ -142,7 +175,18 @@ mod tests {
         for ok in ["a", "web-lb", "a1", "x-1-y", &"a".repeat(63)] {
             assert!(is_valid_name(ok), "{ok}");
         }
-        for bad in ["", "1abc", "-a", "a-", "Web", "a_b", "a.b", &"a".repeat(64), "a b", "é"] {
+        for bad in [
+            "",
+            "1abc",
+            "-a",
+            "a-",
+            "Web",
+            "a_b",
+            "a.b",
+            &"a".repeat(64),
+            "a b",
+            "é",
+        ] {
             assert!(!is_valid_name(bad), "{bad}");
         }
     }

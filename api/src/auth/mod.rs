@@ -52,7 +52,12 @@ impl Principal {
 
     /// Authorizes an action on an existing object: out of scope → `not_found`, in scope but
     /// the action is not granted → ACCESS_DENIED.
-    pub fn authorize(&self, action: &str, scope: &Scope, not_found: impl FnOnce() -> ApiError) -> ApiResult<()> {
+    pub fn authorize(
+        &self,
+        action: &str,
+        scope: &Scope,
+        not_found: impl FnOnce() -> ApiError,
+    ) -> ApiResult<()> {
         let read_only = action.ends_with(":get") || action.ends_with(":list");
         if !self.sees(scope, read_only) {
             return Err(not_found());
@@ -77,7 +82,10 @@ impl Principal {
         if self.may(action) {
             Ok(())
         } else {
-            Err(ApiError::new(ErrorCode::AccessDenied, format!("{} lacks {action}", self.principal)))
+            Err(ApiError::new(
+                ErrorCode::AccessDenied,
+                format!("{} lacks {action}", self.principal),
+            ))
         }
     }
 
@@ -86,7 +94,9 @@ impl Principal {
         match (&self.scope, requested) {
             (TokenScope::System, "") => Err(ApiError::invalid("org_id", "required")),
             (TokenScope::System, r) => Ok(r.to_string()),
-            (TokenScope::Org { org_id } | TokenScope::Project { org_id, .. }, r) if r.is_empty() || r == org_id => {
+            (TokenScope::Org { org_id } | TokenScope::Project { org_id, .. }, r)
+                if r.is_empty() || r == org_id =>
+            {
                 Ok(org_id.clone())
             }
             (_, r) => Err(ApiError::new(
@@ -102,9 +112,16 @@ impl Principal {
             (TokenScope::System, _) => true,
             (TokenScope::Org { org_id: a }, TokenScope::Org { org_id: b })
             | (TokenScope::Org { org_id: a }, TokenScope::Project { org_id: b, .. }) => a == b,
-            (TokenScope::Project { org_id: a, project_id: p }, TokenScope::Project { org_id: b, project_id: q }) => {
-                a == b && p == q
-            }
+            (
+                TokenScope::Project {
+                    org_id: a,
+                    project_id: p,
+                },
+                TokenScope::Project {
+                    org_id: b,
+                    project_id: q,
+                },
+            ) => a == b && p == q,
             _ => false,
         }
     }
@@ -137,27 +154,51 @@ impl Authenticator {
     /// The principal of a request, from `authorization: Bearer …` or `x-api-key`.
     pub async fn authenticate(&self, md: &MetadataMap) -> ApiResult<Principal> {
         let secret = credential(md).ok_or_else(|| {
-            ApiError::new(ErrorCode::Unauthenticated, "no credential: send `authorization: Bearer <token>` or `x-api-key`")
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "no credential: send `authorization: Bearer <token>` or `x-api-key`",
+            )
         })?;
-        let rejected = || ApiError::new(ErrorCode::Unauthenticated, "invalid, expired or revoked credential");
-        let id = self.repo.index(&keys::token_by_hash(&hash_secret(&secret))).await?.ok_or_else(rejected)?;
+        let rejected = || {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "invalid, expired or revoked credential",
+            )
+        };
+        let id = self
+            .repo
+            .index(&keys::token_by_hash(&hash_secret(&secret)))
+            .await?
+            .ok_or_else(rejected)?;
         let token: AccessToken = self.repo.find(&id).await?.ok_or_else(rejected)?;
         if token.revoked || token.expires_at.is_some_and(|t| t <= now_ms()) {
             return Err(rejected());
         }
-        Ok(Principal { token_id: token.id, principal: token.principal, scope: token.scope, actions: token.actions })
+        Ok(Principal {
+            token_id: token.id,
+            principal: token.principal,
+            scope: token.scope,
+            actions: token.actions,
+        })
     }
 }
 
 fn credential(md: &MetadataMap) -> Option<String> {
     if let Some(v) = md.get("authorization").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim();
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
         if !token.is_empty() {
             return Some(token.to_string());
         }
     }
-    md.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    md.get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Writes one audit line for a mutating call.
@@ -192,20 +233,45 @@ mod tests {
 
     #[test]
     fn scopes() {
-        let s = |o: &str, p: Option<&str>| Scope { org_id: o.into(), project_id: p.map(Into::into) };
-        let proj = principal(TokenScope::Project { org_id: "a".into(), project_id: "x".into() }, &["fiberlb:*"]);
+        let s = |o: &str, p: Option<&str>| Scope {
+            org_id: o.into(),
+            project_id: p.map(Into::into),
+        };
+        let proj = principal(
+            TokenScope::Project {
+                org_id: "a".into(),
+                project_id: "x".into(),
+            },
+            &["fiberlb:*"],
+        );
         assert!(proj.sees(&s("a", Some("x")), false));
         assert!(!proj.sees(&s("a", Some("y")), true));
-        assert!(proj.sees(&s("a", None), true), "org-level objects are readable by the org's projects");
+        assert!(
+            proj.sees(&s("a", None), true),
+            "org-level objects are readable by the org's projects"
+        );
         assert!(!proj.sees(&s("a", None), false));
         assert!(!proj.sees(&s("b", Some("x")), true));
         let org = principal(TokenScope::Org { org_id: "a".into() }, &["fiberlb:*:get"]);
         assert!(org.sees(&s("a", Some("z")), false));
         assert!(!org.sees(&s("b", None), true));
         let nf = || ApiError::new(ErrorCode::LbNotFound, "x");
-        assert_eq!(org.authorize("fiberlb:pools:delete", &s("a", None), nf).unwrap_err().code, ErrorCode::AccessDenied);
-        assert_eq!(org.authorize("fiberlb:pools:get", &s("b", None), nf).unwrap_err().code, ErrorCode::LbNotFound);
-        assert!(org.covers(&TokenScope::Project { org_id: "a".into(), project_id: "q".into() }));
+        assert_eq!(
+            org.authorize("fiberlb:pools:delete", &s("a", None), nf)
+                .unwrap_err()
+                .code,
+            ErrorCode::AccessDenied
+        );
+        assert_eq!(
+            org.authorize("fiberlb:pools:get", &s("b", None), nf)
+                .unwrap_err()
+                .code,
+            ErrorCode::LbNotFound
+        );
+        assert!(org.covers(&TokenScope::Project {
+            org_id: "a".into(),
+            project_id: "q".into()
+        }));
         assert!(!proj.covers(&TokenScope::Org { org_id: "a".into() }));
     }
 }

@@ -14,7 +14,10 @@ use crate::store::{Compare, Op, Txn};
 pub fn new_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("fblb_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "fblb_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// SHA-256 of a secret, hex: the only form in which secrets are stored.
@@ -59,7 +62,10 @@ pub async fn bootstrap_admin(repo: &Repo, given: Option<String>) -> ApiResult<Bo
     let txn = Txn::new()
         .when(Compare::absent(keys::BOOTSTRAP))
         .then(Op::put(keys::token(&token.id), encode(&token)))
-        .then(Op::put(keys::token_by_hash(&token.secret_sha256), token.id.clone()))
+        .then(Op::put(
+            keys::token_by_hash(&token.secret_sha256),
+            token.id.clone(),
+        ))
         .then(Op::put(keys::BOOTSTRAP, token.id.clone()));
     Ok(match repo.commit(txn).await? {
         Some(_) => BootstrapOutcome::Created { secret },

@@ -14,7 +14,10 @@ fn unknown(field: &str, v: i32) -> ApiError {
 pub fn protocol_from(v: i32) -> ApiResult<ListenerProtocol> {
     use pb::ListenerProtocol as P;
     match P::try_from(v).map_err(|_| unknown("protocol", v))? {
-        P::Unspecified => Err(ApiError::invalid("protocol", "required (tcp, udp, http, https or tcp_tls)")),
+        P::Unspecified => Err(ApiError::invalid(
+            "protocol",
+            "required (tcp, udp, http, https or tcp_tls)",
+        )),
         P::Tcp => Ok(ListenerProtocol::Tcp),
         P::Udp => Ok(ListenerProtocol::Udp),
         P::Http => Ok(ListenerProtocol::Http),
@@ -69,7 +72,10 @@ pub fn algorithm_to(a: Algorithm) -> i32 {
 pub fn lb_status_from(v: i32) -> ApiResult<LbStatus> {
     use pb::LbStatus as S;
     match S::try_from(v).map_err(|_| unknown("status_filter", v))? {
-        S::Unspecified => Err(ApiError::invalid("status_filter", "unspecified is not a status")),
+        S::Unspecified => Err(ApiError::invalid(
+            "status_filter",
+            "unspecified is not a status",
+        )),
         S::Creating => Ok(LbStatus::Creating),
         S::Active => Ok(LbStatus::Active),
         S::Updating => Ok(LbStatus::Updating),
@@ -95,11 +101,13 @@ pub fn lb_status_to(s: LbStatus) -> i32 {
 /// TLS version; unspecified = server default.
 pub fn tls_version_from(v: i32) -> ApiResult<Option<TlsVersion>> {
     use pb::TlsVersion as T;
-    Ok(match T::try_from(v).map_err(|_| unknown("tls_config.min_version", v))? {
-        T::Unspecified => None,
-        T::Tls12 => Some(TlsVersion::Tls12),
-        T::Tls13 => Some(TlsVersion::Tls13),
-    })
+    Ok(
+        match T::try_from(v).map_err(|_| unknown("tls_config.min_version", v))? {
+            T::Unspecified => None,
+            T::Tls12 => Some(TlsVersion::Tls12),
+            T::Tls13 => Some(TlsVersion::Tls13),
+        },
+    )
 }
 
 /// TLS version to proto.
@@ -115,11 +123,13 @@ pub fn tls_version_to(v: Option<TlsVersion>) -> i32 {
 /// Client auth mode; unspecified = none.
 pub fn client_auth_from(v: i32) -> ApiResult<ClientAuthMode> {
     use pb::ClientAuthMode as C;
-    Ok(match C::try_from(v).map_err(|_| unknown("tls_config.client_auth", v))? {
-        C::Unspecified | C::None => ClientAuthMode::None,
-        C::Optional => ClientAuthMode::Optional,
-        C::Required => ClientAuthMode::Required,
-    })
+    Ok(
+        match C::try_from(v).map_err(|_| unknown("tls_config.client_auth", v))? {
+            C::Unspecified | C::None => ClientAuthMode::None,
+            C::Optional => ClientAuthMode::Optional,
+            C::Required => ClientAuthMode::Required,
+        },
+    )
 }
 
 /// Client auth mode to proto.
@@ -164,12 +174,14 @@ pub fn method_to(m: HttpMethod) -> i32 {
 /// Persistence mode; unspecified = none.
 pub fn persistence_mode_from(v: i32) -> ApiResult<PersistenceMode> {
     use pb::PersistenceMode as P;
-    Ok(match P::try_from(v).map_err(|_| unknown("session_persistence.mode", v))? {
-        P::Unspecified | P::None => PersistenceMode::None,
-        P::SourceIp => PersistenceMode::SourceIp,
-        P::Cookie => PersistenceMode::Cookie,
-        P::AppCookie => PersistenceMode::AppCookie,
-    })
+    Ok(
+        match P::try_from(v).map_err(|_| unknown("session_persistence.mode", v))? {
+            P::Unspecified | P::None => PersistenceMode::None,
+            P::SourceIp => PersistenceMode::SourceIp,
+            P::Cookie => PersistenceMode::Cookie,
+            P::AppCookie => PersistenceMode::AppCookie,
+        },
+    )
 }
 
 /// Persistence mode to proto.
@@ -207,10 +219,12 @@ pub fn circuit_state_to(s: CircuitState) -> i32 {
 /// DNS record type; unspecified = A.
 pub fn dns_type_from(v: i32) -> ApiResult<DnsRecordType> {
     use pb::DnsRecordType as D;
-    Ok(match D::try_from(v).map_err(|_| unknown("health_check.dns.record_type", v))? {
-        D::Unspecified | D::A => DnsRecordType::A,
-        D::Aaaa => DnsRecordType::Aaaa,
-    })
+    Ok(
+        match D::try_from(v).map_err(|_| unknown("health_check.dns.record_type", v))? {
+            D::Unspecified | D::A => DnsRecordType::A,
+            D::Aaaa => DnsRecordType::Aaaa,
+        },
+    )
 }
 
 /// DNS record type to proto.

@@ -16,8 +16,10 @@ const MAX_REGEX_LEN: usize = 1024;
 /// Validates TLS settings (certificate references are checked by the service).
 pub fn tls_from_proto(t: &pb::TlsConfig) -> ApiResult<TlsConfig> {
     validate::id_ref("tls_config.certificate_id", &t.certificate_id)?;
-    let known: Vec<&str> =
-        rustls::crypto::ring::ALL_CIPHER_SUITES.iter().filter_map(|s| s.suite().as_str()).collect();
+    let known: Vec<&str> = rustls::crypto::ring::ALL_CIPHER_SUITES
+        .iter()
+        .filter_map(|s| s.suite().as_str())
+        .collect();
     for s in &t.cipher_suites {
         if !known.contains(&s.as_str()) {
             return Err(ApiError::invalid(
@@ -71,78 +73,134 @@ fn condition_from(i: usize, c: &pb::RuleCondition) -> ApiResult<Condition> {
         if v.starts_with('/') && v.len() <= 2048 && !v.chars().any(char::is_control) {
             Ok(v.to_string())
         } else {
-            Err(ApiError::invalid(&f(sub), format!("{v:?} must start with / (at most 2048 bytes)")))
+            Err(ApiError::invalid(
+                &f(sub),
+                format!("{v:?} must start with / (at most 2048 bytes)"),
+            ))
         }
     };
-    Ok(match c.condition.as_ref().ok_or_else(|| ApiError::invalid(&field, "condition required"))? {
-        PbCond::HostHeader(h) => {
-            if h.values.is_empty() {
-                return Err(ApiError::invalid(&f("host_header.values"), "at least one host"));
+    Ok(
+        match c
+            .condition
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid(&field, "condition required"))?
+        {
+            PbCond::HostHeader(h) => {
+                if h.values.is_empty() {
+                    return Err(ApiError::invalid(
+                        &f("host_header.values"),
+                        "at least one host",
+                    ));
+                }
+                let values = h
+                    .values
+                    .iter()
+                    .map(|v| validate::host_pattern(&f("host_header.values"), v))
+                    .collect::<ApiResult<_>>()?;
+                Condition::HostHeader { values }
             }
-            let values =
-                h.values.iter().map(|v| validate::host_pattern(&f("host_header.values"), v)).collect::<ApiResult<_>>()?;
-            Condition::HostHeader { values }
-        }
-        PbCond::PathPrefix(p) => Condition::PathPrefix { value: path("path_prefix.value", &p.value)? },
-        PbCond::PathExact(p) => Condition::PathExact { value: path("path_exact.value", &p.value)? },
-        PbCond::PathRegex(p) => {
-            if p.pattern.is_empty() || p.pattern.len() > MAX_REGEX_LEN {
-                return Err(ApiError::invalid(&f("path_regex.pattern"), "must be 1-1024 bytes"));
+            PbCond::PathPrefix(p) => Condition::PathPrefix {
+                value: path("path_prefix.value", &p.value)?,
+            },
+            PbCond::PathExact(p) => Condition::PathExact {
+                value: path("path_exact.value", &p.value)?,
+            },
+            PbCond::PathRegex(p) => {
+                if p.pattern.is_empty() || p.pattern.len() > MAX_REGEX_LEN {
+                    return Err(ApiError::invalid(
+                        &f("path_regex.pattern"),
+                        "must be 1-1024 bytes",
+                    ));
+                }
+                regex::RegexBuilder::new(&p.pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| {
+                        ApiError::invalid(
+                            &f("path_regex.pattern"),
+                            format!("does not compile: {e}"),
+                        )
+                    })?;
+                Condition::PathRegex {
+                    pattern: p.pattern.clone(),
+                }
             }
-            regex::RegexBuilder::new(&p.pattern)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| ApiError::invalid(&f("path_regex.pattern"), format!("does not compile: {e}")))?;
-            Condition::PathRegex { pattern: p.pattern.clone() }
-        }
-        PbCond::Header(h) => {
-            let name = h.name.to_ascii_lowercase();
-            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ApiError::invalid(&f("header.name"), format!("{:?} is not a header name", h.name)));
+            PbCond::Header(h) => {
+                let name = h.name.to_ascii_lowercase();
+                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    return Err(ApiError::invalid(
+                        &f("header.name"),
+                        format!("{:?} is not a header name", h.name),
+                    ));
+                }
+                if h.values.is_empty() {
+                    return Err(ApiError::invalid(&f("header.values"), "at least one value"));
+                }
+                Condition::Header {
+                    name,
+                    values: h.values.clone(),
+                }
             }
-            if h.values.is_empty() {
-                return Err(ApiError::invalid(&f("header.values"), "at least one value"));
+            PbCond::Method(m) => {
+                if m.methods.is_empty() {
+                    return Err(ApiError::invalid(
+                        &f("method.methods"),
+                        "at least one method",
+                    ));
+                }
+                let methods = m
+                    .methods
+                    .iter()
+                    .map(|v| method_from(&f("method.methods"), *v))
+                    .collect::<ApiResult<_>>()?;
+                Condition::Method { methods }
             }
-            Condition::Header { name, values: h.values.clone() }
-        }
-        PbCond::Method(m) => {
-            if m.methods.is_empty() {
-                return Err(ApiError::invalid(&f("method.methods"), "at least one method"));
+            PbCond::QueryParam(q) => {
+                if q.name.is_empty() {
+                    return Err(ApiError::invalid(&f("query_param.name"), "required"));
+                }
+                Condition::QueryParam {
+                    name: q.name.clone(),
+                    value: q.value.clone(),
+                }
             }
-            let methods =
-                m.methods.iter().map(|v| method_from(&f("method.methods"), *v)).collect::<ApiResult<_>>()?;
-            Condition::Method { methods }
-        }
-        PbCond::QueryParam(q) => {
-            if q.name.is_empty() {
-                return Err(ApiError::invalid(&f("query_param.name"), "required"));
+            PbCond::SourceIp(s) => {
+                if s.cidrs.is_empty() {
+                    return Err(ApiError::invalid(
+                        &f("source_ip.cidrs"),
+                        "at least one CIDR",
+                    ));
+                }
+                let cidrs = s
+                    .cidrs
+                    .iter()
+                    .map(|c| {
+                        c.parse::<ipnet::IpNet>()
+                            .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                            .map_err(|_| {
+                                ApiError::invalid(
+                                    &f("source_ip.cidrs"),
+                                    format!("{c:?} is not a CIDR"),
+                                )
+                            })
+                    })
+                    .collect::<ApiResult<_>>()?;
+                Condition::SourceIp { cidrs }
             }
-            Condition::QueryParam { name: q.name.clone(), value: q.value.clone() }
-        }
-        PbCond::SourceIp(s) => {
-            if s.cidrs.is_empty() {
-                return Err(ApiError::invalid(&f("source_ip.cidrs"), "at least one CIDR"));
-            }
-            let cidrs = s
-                .cidrs
-                .iter()
-                .map(|c| {
-                    c.parse::<ipnet::IpNet>()
-                        .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| ApiError::invalid(&f("source_ip.cidrs"), format!("{c:?} is not a CIDR")))
-                })
-                .collect::<ApiResult<_>>()?;
-            Condition::SourceIp { cidrs }
-        }
-    })
+        },
+    )
 }
 
 fn action_from(a: Option<&pb::RuleAction>) -> ApiResult<RuleAction> {
-    let a = a.and_then(|a| a.action.as_ref()).ok_or_else(|| ApiError::invalid("rule.action", "required"))?;
+    let a = a
+        .and_then(|a| a.action.as_ref())
+        .ok_or_else(|| ApiError::invalid("rule.action", "required"))?;
     Ok(match a {
         PbAction::ForwardToPool(f) => {
             validate::id_ref("rule.action.forward_to_pool.pool_id", &f.pool_id)?;
-            RuleAction::ForwardToPool { pool_id: f.pool_id.clone() }
+            RuleAction::ForwardToPool {
+                pool_id: f.pool_id.clone(),
+            }
         }
         PbAction::Redirect(r) => {
             if !matches!(r.status_code, 301 | 302 | 307 | 308) {
@@ -151,10 +209,17 @@ fn action_from(a: Option<&pb::RuleAction>) -> ApiResult<RuleAction> {
                     format!("{} is not one of 301, 302, 307, 308", r.status_code),
                 ));
             }
-            if r.url.is_empty() || r.url.len() > 2048 || r.url.parse::<http::HeaderValue>().is_err() {
-                return Err(ApiError::invalid("rule.action.redirect.url", "must be a URL of at most 2048 bytes"));
+            if r.url.is_empty() || r.url.len() > 2048 || r.url.parse::<http::HeaderValue>().is_err()
+            {
+                return Err(ApiError::invalid(
+                    "rule.action.redirect.url",
+                    "must be a URL of at most 2048 bytes",
+                ));
             }
-            RuleAction::Redirect { url: r.url.clone(), status_code: r.status_code as u16 }
+            RuleAction::Redirect {
+                url: r.url.clone(),
+                status_code: r.status_code as u16,
+            }
         }
         PbAction::FixedResponse(r) => {
             if !(200..=599).contains(&r.status_code) {
@@ -164,71 +229,135 @@ fn action_from(a: Option<&pb::RuleAction>) -> ApiResult<RuleAction> {
                 ));
             }
             if r.body.len() > 64 * 1024 {
-                return Err(ApiError::invalid("rule.action.fixed_response.body", "at most 64 KiB"));
+                return Err(ApiError::invalid(
+                    "rule.action.fixed_response.body",
+                    "at most 64 KiB",
+                ));
             }
-            let content_type = if r.content_type.is_empty() { "text/plain".to_string() } else { r.content_type.clone() };
+            let content_type = if r.content_type.is_empty() {
+                "text/plain".to_string()
+            } else {
+                r.content_type.clone()
+            };
             if content_type.parse::<http::HeaderValue>().is_err() {
-                return Err(ApiError::invalid("rule.action.fixed_response.content_type", "not a header value"));
+                return Err(ApiError::invalid(
+                    "rule.action.fixed_response.content_type",
+                    "not a header value",
+                ));
             }
-            RuleAction::FixedResponse { status_code: r.status_code as u16, content_type, body: r.body.clone() }
+            RuleAction::FixedResponse {
+                status_code: r.status_code as u16,
+                content_type,
+                body: r.body.clone(),
+            }
         }
     })
 }
 
 /// Validates a rule for a listener of `protocol`, keeping `id`. Pool references are checked
 /// by the service.
-pub fn rule_from_proto(r: &pb::RoutingRule, id: String, protocol: ListenerProtocol) -> ApiResult<RoutingRule> {
+pub fn rule_from_proto(
+    r: &pb::RoutingRule,
+    id: String,
+    protocol: ListenerProtocol,
+) -> ApiResult<RoutingRule> {
     validate::object_name("rule.name", &r.name)?;
     if !protocol.supports_rules() {
-        return Err(ApiError::invalid("listener", "routing rules apply to http, https and tcp_tls listeners only"));
+        return Err(ApiError::invalid(
+            "listener",
+            "routing rules apply to http, https and tcp_tls listeners only",
+        ));
     }
-    let conditions = r.conditions.iter().enumerate().map(|(i, c)| condition_from(i, c)).collect::<ApiResult<Vec<_>>>()?;
+    let conditions = r
+        .conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| condition_from(i, c))
+        .collect::<ApiResult<Vec<_>>>()?;
     if conditions.len() > 32 {
-        return Err(ApiError::invalid("rule.conditions", "at most 32 conditions"));
+        return Err(ApiError::invalid(
+            "rule.conditions",
+            "at most 32 conditions",
+        ));
     }
     let action = action_from(r.action.as_ref())?;
     if protocol == ListenerProtocol::TcpTls {
         // Passthrough sees only the SNI: host conditions and forwarding are all it can do.
-        if conditions.iter().any(|c| !matches!(c, Condition::HostHeader { .. })) {
-            return Err(ApiError::invalid("rule.conditions", "tcp_tls listeners route on host_header (SNI) only"));
+        if conditions
+            .iter()
+            .any(|c| !matches!(c, Condition::HostHeader { .. }))
+        {
+            return Err(ApiError::invalid(
+                "rule.conditions",
+                "tcp_tls listeners route on host_header (SNI) only",
+            ));
         }
         if !matches!(action, RuleAction::ForwardToPool { .. }) {
-            return Err(ApiError::invalid("rule.action", "tcp_tls listeners can only forward_to_pool"));
+            return Err(ApiError::invalid(
+                "rule.action",
+                "tcp_tls listeners can only forward_to_pool",
+            ));
         }
     }
-    Ok(RoutingRule { id, name: r.name.clone(), priority: r.priority, conditions, action, enabled: r.enabled })
+    Ok(RoutingRule {
+        id,
+        name: r.name.clone(),
+        priority: r.priority,
+        conditions,
+        action,
+        enabled: r.enabled,
+    })
 }
 
 fn condition_to(c: &Condition) -> pb::RuleCondition {
     let condition = match c {
-        Condition::HostHeader { values } => PbCond::HostHeader(pb::HostHeaderCondition { values: values.clone() }),
-        Condition::PathPrefix { value } => PbCond::PathPrefix(pb::PathPrefixCondition { value: value.clone() }),
-        Condition::PathExact { value } => PbCond::PathExact(pb::PathExactCondition { value: value.clone() }),
-        Condition::PathRegex { pattern } => PbCond::PathRegex(pb::PathRegexCondition { pattern: pattern.clone() }),
-        Condition::Header { name, values } => {
-            PbCond::Header(pb::HeaderCondition { name: name.clone(), values: values.clone() })
-        }
-        Condition::Method { methods } => {
-            PbCond::Method(pb::MethodCondition { methods: methods.iter().map(|m| method_to(*m)).collect() })
-        }
-        Condition::QueryParam { name, value } => {
-            PbCond::QueryParam(pb::QueryParamCondition { name: name.clone(), value: value.clone() })
-        }
-        Condition::SourceIp { cidrs } => {
-            PbCond::SourceIp(pb::SourceIpCondition { cidrs: cidrs.iter().map(|c| c.to_string()).collect() })
-        }
+        Condition::HostHeader { values } => PbCond::HostHeader(pb::HostHeaderCondition {
+            values: values.clone(),
+        }),
+        Condition::PathPrefix { value } => PbCond::PathPrefix(pb::PathPrefixCondition {
+            value: value.clone(),
+        }),
+        Condition::PathExact { value } => PbCond::PathExact(pb::PathExactCondition {
+            value: value.clone(),
+        }),
+        Condition::PathRegex { pattern } => PbCond::PathRegex(pb::PathRegexCondition {
+            pattern: pattern.clone(),
+        }),
+        Condition::Header { name, values } => PbCond::Header(pb::HeaderCondition {
+            name: name.clone(),
+            values: values.clone(),
+        }),
+        Condition::Method { methods } => PbCond::Method(pb::MethodCondition {
+            methods: methods.iter().map(|m| method_to(*m)).collect(),
+        }),
+        Condition::QueryParam { name, value } => PbCond::QueryParam(pb::QueryParamCondition {
+            name: name.clone(),
+            value: value.clone(),
+        }),
+        Condition::SourceIp { cidrs } => PbCond::SourceIp(pb::SourceIpCondition {
+            cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
+        }),
     };
-    pb::RuleCondition { condition: Some(condition) }
+    pb::RuleCondition {
+        condition: Some(condition),
+    }
 }
 
 /// A rule to proto.
 pub fn rule_to_proto(r: &RoutingRule) -> pb::RoutingRule {
     let action = match &r.action {
-        RuleAction::ForwardToPool { pool_id } => PbAction::ForwardToPool(pb::ForwardToPoolAction { pool_id: pool_id.clone() }),
-        RuleAction::Redirect { url, status_code } => {
-            PbAction::Redirect(pb::RedirectAction { url: url.clone(), status_code: *status_code as u32 })
-        }
-        RuleAction::FixedResponse { status_code, content_type, body } => PbAction::FixedResponse(pb::FixedResponseAction {
+        RuleAction::ForwardToPool { pool_id } => PbAction::ForwardToPool(pb::ForwardToPoolAction {
+            pool_id: pool_id.clone(),
+        }),
+        RuleAction::Redirect { url, status_code } => PbAction::Redirect(pb::RedirectAction {
+            url: url.clone(),
+            status_code: *status_code as u32,
+        }),
+        RuleAction::FixedResponse {
+            status_code,
+            content_type,
+            body,
+        } => PbAction::FixedResponse(pb::FixedResponseAction {
             status_code: *status_code as u32,
             content_type: content_type.clone(),
             body: body.clone(),
@@ -239,7 +368,9 @@ pub fn rule_to_proto(r: &RoutingRule) -> pb::RoutingRule {
         name: r.name.clone(),
         priority: r.priority,
         conditions: r.conditions.iter().map(condition_to).collect(),
-        action: Some(pb::RuleAction { action: Some(action) }),
+        action: Some(pb::RuleAction {
+            action: Some(action),
+        }),
         enabled: r.enabled,
     }
 }

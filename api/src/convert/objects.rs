@@ -14,9 +14,13 @@ use crate::validate;
 pub fn backend_address_from_proto(a: Option<&pb::BackendAddress>) -> ApiResult<BackendAddress> {
     let bad = |m: String| ApiError::new(ErrorCode::InvalidBackendAddress, m);
     match a.and_then(|a| a.address.as_ref()) {
-        None => Err(bad("address: one of ip, hostname or vm_id is required".into())),
+        None => Err(bad(
+            "address: one of ip, hostname or vm_id is required".into()
+        )),
         Some(PbAddr::Ip(ip)) => {
-            let ip: std::net::IpAddr = ip.parse().map_err(|_| bad(format!("address.ip: {ip:?} is not an IP address")))?;
+            let ip: std::net::IpAddr = ip
+                .parse()
+                .map_err(|_| bad(format!("address.ip: {ip:?} is not an IP address")))?;
             if ip.is_unspecified() || ip.is_multicast() {
                 return Err(bad(format!("address.ip: {ip} cannot be a backend")));
             }
@@ -24,15 +28,24 @@ pub fn backend_address_from_proto(a: Option<&pb::BackendAddress>) -> ApiResult<B
         }
         Some(PbAddr::Hostname(h)) => {
             if h.parse::<std::net::IpAddr>().is_ok() {
-                return Err(bad(format!("address.hostname: {h:?} is an IP address; use address.ip")));
+                return Err(bad(format!(
+                    "address.hostname: {h:?} is an IP address; use address.ip"
+                )));
             }
             if !validate::is_valid_hostname(h) {
-                return Err(bad(format!("address.hostname: {h:?} is not a valid host name")));
+                return Err(bad(format!(
+                    "address.hostname: {h:?} is not a valid host name"
+                )));
             }
             Ok(BackendAddress::Hostname(h.to_ascii_lowercase()))
         }
         Some(PbAddr::VmId(v)) => {
-            if v.is_empty() || v.len() > 128 || !v.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')) {
+            if v.is_empty()
+                || v.len() > 128
+                || !v
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            {
                 return Err(bad(format!("address.vm_id: {v:?} is not a VM id")));
             }
             Ok(BackendAddress::VmId(v.clone()))
@@ -180,7 +193,9 @@ impl AccessToken {
         let (org_id, project_id) = match &self.scope {
             TokenScope::System => (String::new(), None),
             TokenScope::Org { org_id } => (org_id.clone(), None),
-            TokenScope::Project { org_id, project_id } => (org_id.clone(), Some(project_id.clone())),
+            TokenScope::Project { org_id, project_id } => {
+                (org_id.clone(), Some(project_id.clone()))
+            }
         };
         pb::AccessToken {
             id: self.id.clone(),

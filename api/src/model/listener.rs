@@ -29,7 +29,10 @@ impl ListenerProtocol {
 
     /// Whether routing rules apply (HTTP/HTTPS, and SNI host rules for TLS passthrough).
     pub fn supports_rules(self) -> bool {
-        matches!(self, ListenerProtocol::Http | ListenerProtocol::Https | ListenerProtocol::TcpTls)
+        matches!(
+            self,
+            ListenerProtocol::Http | ListenerProtocol::Https | ListenerProtocol::TcpTls
+        )
     }
 }
 
@@ -247,10 +250,13 @@ impl Listener {
 
     /// Every pool this listener refers to (default pool and rule targets).
     pub fn referenced_pools(&self) -> impl Iterator<Item = &str> {
-        self.default_pool_id.as_deref().into_iter().chain(self.rules.iter().filter_map(|r| match &r.action {
-            RuleAction::ForwardToPool { pool_id } => Some(pool_id.as_str()),
-            _ => None,
-        }))
+        self.default_pool_id
+            .as_deref()
+            .into_iter()
+            .chain(self.rules.iter().filter_map(|r| match &r.action {
+                RuleAction::ForwardToPool { pool_id } => Some(pool_id.as_str()),
+                _ => None,
+            }))
     }
 
     /// Every certificate this listener refers to.
@@ -268,6 +274,10 @@ impl Listener {
 
     /// Keeps rules in evaluation order.
     pub fn sort_rules(&mut self) {
-        self.rules.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.name.cmp(&b.name)));
+        self.rules.sort_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
     }
 }

@@ -15,8 +15,8 @@ mod token;
 pub use backend::{Backend, BackendAddress, BackendStatus, CircuitState, HealthStatus};
 pub use certificate::Certificate;
 pub use listener::{
-    ClientAuthMode, Condition, HttpMethod, Listener, ListenerProtocol, RoutingRule, RuleAction, TlsConfig,
-    TlsVersion,
+    ClientAuthMode, Condition, HttpMethod, Listener, ListenerProtocol, RoutingRule, RuleAction,
+    TlsConfig, TlsVersion,
 };
 pub use load_balancer::{LbStatus, LoadBalancer};
 pub use pool::{

@@ -28,26 +28,45 @@ fn token_scope(org: &str, project: Option<&str>) -> ApiResult<TokenScope> {
         (o, Some(p)) => {
             validate::tenant_id("org_id", o)?;
             validate::tenant_id("project_id", p)?;
-            Ok(TokenScope::Project { org_id: o.into(), project_id: p.into() })
+            Ok(TokenScope::Project {
+                org_id: o.into(),
+                project_id: p.into(),
+            })
         }
     }
 }
 
 fn check_action_pattern(a: &str) -> ApiResult<()> {
-    let ok = !a.is_empty() && a.len() <= 128 && a.bytes().all(|c| c.is_ascii_lowercase() || matches!(c, b':' | b'*' | b'-' | b'_'));
+    let ok = !a.is_empty()
+        && a.len() <= 128
+        && a.bytes()
+            .all(|c| c.is_ascii_lowercase() || matches!(c, b':' | b'*' | b'-' | b'_'));
     if ok && (a == "*" || a.starts_with("fiberlb:")) {
         Ok(())
     } else {
-        Err(ApiError::invalid("actions", format!("{a:?} is not an action pattern such as fiberlb:pools:*")))
+        Err(ApiError::invalid(
+            "actions",
+            format!("{a:?} is not an action pattern such as fiberlb:pools:*"),
+        ))
     }
 }
 
 impl Api {
-    async fn create_token(&self, p: &Principal, r: pb::CreateTokenRequest) -> ApiResult<(pb::CreateTokenResponse, String)> {
+    async fn create_token(
+        &self,
+        p: &Principal,
+        r: pb::CreateTokenRequest,
+    ) -> ApiResult<(pb::CreateTokenResponse, String)> {
         p.require("fiberlb:tokens:create")?;
         validate::object_name("name", &r.name)?;
-        if r.principal.is_empty() || r.principal.len() > 128 || r.principal.chars().any(char::is_control) {
-            return Err(ApiError::invalid("principal", "must be 1-128 printable characters"));
+        if r.principal.is_empty()
+            || r.principal.len() > 128
+            || r.principal.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid(
+                "principal",
+                "must be 1-128 printable characters",
+            ));
         }
         if r.actions.is_empty() {
             return Err(ApiError::invalid("actions", "at least one action pattern"));
@@ -55,12 +74,18 @@ impl Api {
         for a in &r.actions {
             check_action_pattern(a)?;
             if !p.may(a) {
-                return Err(ApiError::new(ErrorCode::AccessDenied, format!("{} cannot grant {a}: it does not hold it", p.principal)));
+                return Err(ApiError::new(
+                    ErrorCode::AccessDenied,
+                    format!("{} cannot grant {a}: it does not hold it", p.principal),
+                ));
             }
         }
         let scope = token_scope(&r.org_id, r.project_id.as_deref())?;
         if !p.covers(&scope) {
-            return Err(ApiError::new(ErrorCode::AccessDenied, format!("{} cannot grant a scope wider than its own", p.principal)));
+            return Err(ApiError::new(
+                ErrorCode::AccessDenied,
+                format!("{} cannot grant a scope wider than its own", p.principal),
+            ));
         }
         let secret = new_secret();
         let now = now_ms();
@@ -72,7 +97,9 @@ impl Api {
             actions: r.actions.clone(),
             kind: credential_kind_from(r.kind)?,
             created_at: now,
-            expires_at: r.ttl_seconds.map(|s| now.saturating_add(s.saturating_mul(1000))),
+            expires_at: r
+                .ttl_seconds
+                .map(|s| now.saturating_add(s.saturating_mul(1000))),
             created_by: p.principal.clone(),
             revoked: false,
             secret_sha256: hash_secret(&secret),
@@ -81,7 +108,13 @@ impl Api {
         match self.repo.commit(index::write(Txn::new(), None, &t)).await? {
             Some(rev) => {
                 t.revision = rev;
-                Ok((pb::CreateTokenResponse { token: Some(t.to_proto()), secret }, format!("token/{}", t.id)))
+                Ok((
+                    pb::CreateTokenResponse {
+                        token: Some(t.to_proto()),
+                        secret,
+                    },
+                    format!("token/{}", t.id),
+                ))
             }
             None => Err(contended("create token")),
         }
@@ -111,7 +144,11 @@ impl Api {
             }
             let mut t = old.clone();
             t.revoked = true;
-            if let Some(rev) = self.repo.commit(index::write(Txn::new(), Some(&old), &t)).await? {
+            if let Some(rev) = self
+                .repo
+                .commit(index::write(Txn::new(), Some(&old), &t))
+                .await?
+            {
                 t.revision = rev;
                 return Ok((t.to_proto(), format!("token/{}", t.id)));
             }
@@ -122,14 +159,26 @@ impl Api {
 
 #[tonic::async_trait]
 impl pb::access_service_server::AccessService for Api {
-    async fn create_token(&self, req: Request<pb::CreateTokenRequest>) -> Result<Response<pb::CreateTokenResponse>, Status> {
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("token/{}", r.name);
-        audited(&p, "fiberlb:tokens:create", &fallback, Api::create_token(self, &p, r)).await
+        audited(
+            &p,
+            "fiberlb:tokens:create",
+            &fallback,
+            Api::create_token(self, &p, r),
+        )
+        .await
     }
 
-    async fn list_tokens(&self, req: Request<pb::ListTokensRequest>) -> Result<Response<pb::ListTokensResponse>, Status> {
+    async fn list_tokens(
+        &self,
+        req: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         reply(
@@ -141,7 +190,10 @@ impl pb::access_service_server::AccessService for Api {
                     .into_iter()
                     .filter(|t| match (&r.org_id, &t.scope) {
                         (None, _) => true,
-                        (Some(o), TokenScope::Org { org_id } | TokenScope::Project { org_id, .. }) => o == org_id,
+                        (
+                            Some(o),
+                            TokenScope::Org { org_id } | TokenScope::Project { org_id, .. },
+                        ) => o == org_id,
                         (Some(o), TokenScope::System) => o.is_empty(),
                     })
                     .collect();
@@ -156,15 +208,32 @@ impl pb::access_service_server::AccessService for Api {
         )
     }
 
-    async fn revoke_token(&self, req: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::AccessToken>, Status> {
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::AccessToken>, Status> {
         let p = self.principal(&req).await?;
         let id = req.into_inner().token_id;
         let fallback = format!("token/{id}");
-        audited(&p, "fiberlb:tokens:revoke", &fallback, Api::revoke_token(self, &p, &id)).await
+        audited(
+            &p,
+            "fiberlb:tokens:revoke",
+            &fallback,
+            Api::revoke_token(self, &p, &id),
+        )
+        .await
     }
 
-    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::AccessToken>, Status> {
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::AccessToken>, Status> {
         let p = self.principal(&req).await?;
-        reply(self.repo.get::<AccessToken>(&p.token_id).await.map(|t| t.to_proto()))
+        reply(
+            self.repo
+                .get::<AccessToken>(&p.token_id)
+                .await
+                .map(|t| t.to_proto()),
+        )
     }
 }

@@ -33,15 +33,26 @@ impl Api {
     }
 
     async fn check_backend_name_free(&self, pool_id: &str, name: &str, own: &str) -> ApiResult<()> {
-        if let Some(id) = self.repo.index(&keys::backend_by_name(pool_id, name)).await? {
+        if let Some(id) = self
+            .repo
+            .index(&keys::backend_by_name(pool_id, name))
+            .await?
+        {
             if id != own {
-                return Err(ApiError::new(ErrorCode::BackendAlreadyExists, format!("pool {pool_id} already has a backend named {name}")));
+                return Err(ApiError::new(
+                    ErrorCode::BackendAlreadyExists,
+                    format!("pool {pool_id} already has a backend named {name}"),
+                ));
             }
         }
         Ok(())
     }
 
-    async fn add_backend(&self, p: &Principal, r: pb::AddBackendRequest) -> ApiResult<(pb::Backend, String)> {
+    async fn add_backend(
+        &self,
+        p: &Principal,
+        r: pb::AddBackendRequest,
+    ) -> ApiResult<(pb::Backend, String)> {
         validate::object_name("name", &r.name)?;
         let address = backend_address_from_proto(r.address.as_ref())?;
         let port = validate::port("port", r.port)?;
@@ -69,7 +80,8 @@ impl Api {
                 updated_at: now,
                 revision: 0,
             };
-            self.check_backend_name_free(&pool.id, &b.name, &b.id).await?;
+            self.check_backend_name_free(&pool.id, &b.name, &b.id)
+                .await?;
             let txn = index::write(index::under(Txn::new(), &pool), None, &b);
             if let Some(rev) = self.repo.commit(txn).await? {
                 b.revision = rev;
@@ -95,7 +107,8 @@ impl Api {
             let mut b = old.clone();
             change(&mut b)?;
             if b.name != old.name {
-                self.check_backend_name_free(&b.pool_id, &b.name, &b.id).await?;
+                self.check_backend_name_free(&b.pool_id, &b.name, &b.id)
+                    .await?;
             }
             b.updated_at = now_ms();
             let txn = index::touch(Txn::new(), &b.pool_id);
@@ -108,32 +121,64 @@ impl Api {
         Err(contended(action))
     }
 
-    async fn remove_backend(&self, p: &Principal, r: pb::RemoveBackendRequest) -> ApiResult<(pb::RemoveBackendResponse, String)> {
+    async fn remove_backend(
+        &self,
+        p: &Principal,
+        r: pb::RemoveBackendRequest,
+    ) -> ApiResult<(pb::RemoveBackendResponse, String)> {
         if r.drain_first {
             let secs = drain_seconds(r.drain_timeout_seconds)?;
             let (b, path) = self
-                .modify_backend(p, &r.backend_id, r.revision, "fiberlb:backends:remove", |b| {
-                    start_drain(b, secs);
-                    b.remove_after_drain = true;
-                    Ok(())
-                })
+                .modify_backend(
+                    p,
+                    &r.backend_id,
+                    r.revision,
+                    "fiberlb:backends:remove",
+                    |b| {
+                        start_drain(b, secs);
+                        b.remove_after_drain = true;
+                        Ok(())
+                    },
+                )
                 .await?;
-            return Ok((pb::RemoveBackendResponse { backend_id: b.id, removed: false, drain_deadline: b.drain_deadline }, path));
+            return Ok((
+                pb::RemoveBackendResponse {
+                    backend_id: b.id,
+                    removed: false,
+                    drain_deadline: b.drain_deadline,
+                },
+                path,
+            ));
         }
         for _ in 0..MAX_ATTEMPTS {
-            let b = self.backend_for(p, &r.backend_id, "fiberlb:backends:remove").await?;
+            let b = self
+                .backend_for(p, &r.backend_id, "fiberlb:backends:remove")
+                .await?;
             check_revision(&b, r.revision)?;
             let txn = index::touch(index::delete(Txn::new(), &b), &b.pool_id);
             if self.repo.commit(txn).await?.is_some() {
                 let path = backend_path(&b);
-                return Ok((pb::RemoveBackendResponse { backend_id: b.id, removed: true, drain_deadline: None }, path));
+                return Ok((
+                    pb::RemoveBackendResponse {
+                        backend_id: b.id,
+                        removed: true,
+                        drain_deadline: None,
+                    },
+                    path,
+                ));
             }
         }
         Err(contended("remove backend"))
     }
 
-    async fn list_backends(&self, p: &Principal, r: pb::ListBackendsRequest) -> ApiResult<pb::ListBackendsResponse> {
-        let pool = self.pool_for(p, &r.pool_id, "fiberlb:backends:list").await?;
+    async fn list_backends(
+        &self,
+        p: &Principal,
+        r: pb::ListBackendsRequest,
+    ) -> ApiResult<pb::ListBackendsResponse> {
+        let pool = self
+            .pool_for(p, &r.pool_id, "fiberlb:backends:list")
+            .await?;
         let items: Vec<(Backend, HealthStatus)> = self
             .repo
             .list_by_index::<Backend>(&keys::backend_by_pool_prefix(&pool.id))
@@ -144,9 +189,18 @@ impl Api {
                 (b, h)
             })
             .filter(|(_, h)| !r.healthy_only.unwrap_or(false) || h.healthy)
-            .filter(|(b, _)| r.name_filter.as_deref().is_none_or(|f| b.name.starts_with(f)))
+            .filter(|(b, _)| {
+                r.name_filter
+                    .as_deref()
+                    .is_none_or(|f| b.name.starts_with(f))
+            })
             .collect();
-        let page = paginate(items, |(b, _)| name_key(&b.name, &b.id), r.limit, &r.page_token)?;
+        let page = paginate(
+            items,
+            |(b, _)| name_key(&b.name, &b.id),
+            r.limit,
+            &r.page_token,
+        )?;
         Ok(pb::ListBackendsResponse {
             backends: page.items.iter().map(|(b, h)| b.to_proto(h)).collect(),
             next_page_token: page.next_page_token,
@@ -158,7 +212,10 @@ impl Api {
 fn drain_seconds(v: Option<u32>) -> ApiResult<u32> {
     match v.unwrap_or(DEFAULT_DRAIN_SECONDS) {
         s if s <= MAX_DRAIN_SECONDS => Ok(s),
-        s => Err(ApiError::invalid("timeout_seconds", format!("{s} exceeds {MAX_DRAIN_SECONDS}"))),
+        s => Err(ApiError::invalid(
+            "timeout_seconds",
+            format!("{s} exceeds {MAX_DRAIN_SECONDS}"),
+        )),
     }
 }
 
@@ -168,25 +225,52 @@ fn start_drain(b: &mut Backend, secs: u32) {
 }
 
 fn backend_path(b: &Backend) -> String {
-    format!("{}/lb/{}/pool/{}/backend/{}", b.scope.path(), b.lb_id, b.pool_id, b.id)
+    format!(
+        "{}/lb/{}/pool/{}/backend/{}",
+        b.scope.path(),
+        b.lb_id,
+        b.pool_id,
+        b.id
+    )
 }
 
 #[tonic::async_trait]
 impl pb::backend_service_server::BackendService for Api {
-    async fn add_backend(&self, req: Request<pb::AddBackendRequest>) -> Result<Response<pb::Backend>, Status> {
+    async fn add_backend(
+        &self,
+        req: Request<pb::AddBackendRequest>,
+    ) -> Result<Response<pb::Backend>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("pool/{}/backend/{}", r.pool_id, r.name);
-        audited(&p, "fiberlb:backends:add", &fallback, Api::add_backend(self, &p, r)).await
+        audited(
+            &p,
+            "fiberlb:backends:add",
+            &fallback,
+            Api::add_backend(self, &p, r),
+        )
+        .await
     }
 
-    async fn get_backend(&self, req: Request<pb::GetBackendRequest>) -> Result<Response<pb::Backend>, Status> {
+    async fn get_backend(
+        &self,
+        req: Request<pb::GetBackendRequest>,
+    ) -> Result<Response<pb::Backend>, Status> {
         let p = self.principal(&req).await?;
         let id = req.into_inner().backend_id;
-        reply(async { self.backend_proto(&self.backend_for(&p, &id, "fiberlb:backends:get").await?).await }.await)
+        reply(
+            async {
+                self.backend_proto(&self.backend_for(&p, &id, "fiberlb:backends:get").await?)
+                    .await
+            }
+            .await,
+        )
     }
 
-    async fn update_backend(&self, req: Request<pb::UpdateBackendRequest>) -> Result<Response<pb::Backend>, Status> {
+    async fn update_backend(
+        &self,
+        req: Request<pb::UpdateBackendRequest>,
+    ) -> Result<Response<pb::Backend>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("backend/{}", r.backend_id);
@@ -196,83 +280,126 @@ impl pb::backend_service_server::BackendService for Api {
             }
             let port = r.port.map(|v| validate::port("port", v)).transpose()?;
             let weight = r.weight.map(validate::weight).transpose()?;
-            let address = r.address.as_ref().map(|a| backend_address_from_proto(Some(a))).transpose()?;
+            let address = r
+                .address
+                .as_ref()
+                .map(|a| backend_address_from_proto(Some(a)))
+                .transpose()?;
             let (b, path) = self
-                .modify_backend(&p, &r.backend_id, r.revision, "fiberlb:backends:update", |b| {
-                    if let Some(n) = &r.name {
-                        b.name = n.clone();
-                    }
-                    if let Some(v) = port {
-                        b.port = v;
-                    }
-                    if let Some(w) = weight {
-                        b.weight = w;
-                    }
-                    if let Some(e) = r.enabled {
-                        b.enabled = e;
-                    }
-                    if let Some(x) = r.backup {
-                        b.backup = x;
-                    }
-                    if let Some(a) = &address {
-                        b.address = a.clone();
-                    }
-                    Ok(())
-                })
+                .modify_backend(
+                    &p,
+                    &r.backend_id,
+                    r.revision,
+                    "fiberlb:backends:update",
+                    |b| {
+                        if let Some(n) = &r.name {
+                            b.name = n.clone();
+                        }
+                        if let Some(v) = port {
+                            b.port = v;
+                        }
+                        if let Some(w) = weight {
+                            b.weight = w;
+                        }
+                        if let Some(e) = r.enabled {
+                            b.enabled = e;
+                        }
+                        if let Some(x) = r.backup {
+                            b.backup = x;
+                        }
+                        if let Some(a) = &address {
+                            b.address = a.clone();
+                        }
+                        Ok(())
+                    },
+                )
                 .await?;
             Ok((self.backend_proto(&b).await?, path))
         };
         audited(&p, "fiberlb:backends:update", &fallback, fut).await
     }
 
-    async fn remove_backend(&self, req: Request<pb::RemoveBackendRequest>) -> Result<Response<pb::RemoveBackendResponse>, Status> {
+    async fn remove_backend(
+        &self,
+        req: Request<pb::RemoveBackendRequest>,
+    ) -> Result<Response<pb::RemoveBackendResponse>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("backend/{}", r.backend_id);
-        audited(&p, "fiberlb:backends:remove", &fallback, Api::remove_backend(self, &p, r)).await
+        audited(
+            &p,
+            "fiberlb:backends:remove",
+            &fallback,
+            Api::remove_backend(self, &p, r),
+        )
+        .await
     }
 
-    async fn list_backends(&self, req: Request<pb::ListBackendsRequest>) -> Result<Response<pb::ListBackendsResponse>, Status> {
+    async fn list_backends(
+        &self,
+        req: Request<pb::ListBackendsRequest>,
+    ) -> Result<Response<pb::ListBackendsResponse>, Status> {
         let p = self.principal(&req).await?;
         reply(Api::list_backends(self, &p, req.into_inner()).await)
     }
 
-    async fn drain_backend(&self, req: Request<pb::DrainBackendRequest>) -> Result<Response<pb::Backend>, Status> {
+    async fn drain_backend(
+        &self,
+        req: Request<pb::DrainBackendRequest>,
+    ) -> Result<Response<pb::Backend>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("backend/{}", r.backend_id);
         let fut = async {
             let secs = drain_seconds(r.timeout_seconds)?;
             let (b, path) = self
-                .modify_backend(&p, &r.backend_id, r.revision, "fiberlb:backends:drain", |b| {
-                    start_drain(b, secs);
-                    Ok(())
-                })
+                .modify_backend(
+                    &p,
+                    &r.backend_id,
+                    r.revision,
+                    "fiberlb:backends:drain",
+                    |b| {
+                        start_drain(b, secs);
+                        Ok(())
+                    },
+                )
                 .await?;
             Ok((self.backend_proto(&b).await?, path))
         };
         audited(&p, "fiberlb:backends:drain", &fallback, fut).await
     }
 
-    async fn undrain_backend(&self, req: Request<pb::UndrainBackendRequest>) -> Result<Response<pb::Backend>, Status> {
+    async fn undrain_backend(
+        &self,
+        req: Request<pb::UndrainBackendRequest>,
+    ) -> Result<Response<pb::Backend>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("backend/{}", r.backend_id);
         let fut = async {
             let (b, path) = self
-                .modify_backend(&p, &r.backend_id, r.revision, "fiberlb:backends:drain", |b| {
-                    b.status = BackendStatus::Active;
-                    b.drain_deadline = None;
-                    b.remove_after_drain = false;
-                    Ok(())
-                })
+                .modify_backend(
+                    &p,
+                    &r.backend_id,
+                    r.revision,
+                    "fiberlb:backends:drain",
+                    |b| {
+                        b.status = BackendStatus::Active;
+                        b.drain_deadline = None;
+                        b.remove_after_drain = false;
+                        Ok(())
+                    },
+                )
                 .await?;
             Ok((self.backend_proto(&b).await?, path))
         };
         audited(&p, "fiberlb:backends:drain", &fallback, fut).await
     }
 
-    async fn get_backend_health(&self, req: Request<pb::GetBackendHealthRequest>) -> Result<Response<pb::HealthStatus>, Status> {
+    async fn get_backend_health(
+        &self,
+        req: Request<pb::GetBackendHealthRequest>,
+    ) -> Result<Response<pb::HealthStatus>, Status> {
         let p = self.principal(&req).await?;
         let id = req.into_inner().backend_id;
         reply(
@@ -294,14 +421,19 @@ impl pb::backend_service_server::BackendService for Api {
         reply(
             async {
                 let pool = self.pool_for(&p, &id, "fiberlb:backends:list").await?;
-                let mut backends: Vec<Backend> = self.repo.list_by_index(&keys::backend_by_pool_prefix(&pool.id)).await?;
+                let mut backends: Vec<Backend> = self
+                    .repo
+                    .list_by_index(&keys::backend_by_pool_prefix(&pool.id))
+                    .await?;
                 backends.sort_by(|a, b| a.name.cmp(&b.name));
                 let entries = backends
                     .iter()
                     .map(|b| pb::BackendHealthEntry {
                         backend_id: b.id.clone(),
                         backend_name: b.name.clone(),
-                        health_status: Some(health_to_proto(&self.runtime.backend_health(&pool, b))),
+                        health_status: Some(health_to_proto(
+                            &self.runtime.backend_health(&pool, b),
+                        )),
                     })
                     .collect();
                 Ok(pb::ListBackendHealthResponse { entries })

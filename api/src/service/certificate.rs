@@ -21,13 +21,20 @@ impl Api {
         Ok(c)
     }
 
-    async fn create_cert(&self, p: &Principal, r: pb::CreateCertificateRequest) -> ApiResult<(pb::Certificate, String)> {
+    async fn create_cert(
+        &self,
+        p: &Principal,
+        r: pb::CreateCertificateRequest,
+    ) -> ApiResult<(pb::Certificate, String)> {
         validate::object_name("name", &r.name)?;
         validate::tenant_id("org_id", &r.org_id)?;
         if let Some(pj) = &r.project_id {
             validate::tenant_id("project_id", pj)?;
         }
-        let scope = Scope { org_id: r.org_id.clone(), project_id: r.project_id.clone() };
+        let scope = Scope {
+            org_id: r.org_id.clone(),
+            project_id: r.project_id.clone(),
+        };
         p.authorize_in("fiberlb:certificates:create", &scope)?;
         let key = Some(r.private_key_pem.clone()).filter(|k| !k.trim().is_empty());
         let parsed = pem::parse(&r.certificate_pem, key.as_deref())?;
@@ -47,11 +54,16 @@ impl Api {
             revision: 0,
         };
         for _ in 0..MAX_ATTEMPTS {
-            let name_key = keys::cert_by_name(&c.scope.org_id, c.scope.project_id.as_deref(), &c.name);
+            let name_key =
+                keys::cert_by_name(&c.scope.org_id, c.scope.project_id.as_deref(), &c.name);
             if self.repo.index(&name_key).await?.is_some() {
                 return Err(ApiError::new(
                     ErrorCode::CertificateAlreadyExists,
-                    format!("a certificate named {} already exists in {}", c.name, c.scope.path()),
+                    format!(
+                        "a certificate named {} already exists in {}",
+                        c.name,
+                        c.scope.path()
+                    ),
                 ));
             }
             if let Some(rev) = self.repo.commit(index::write(Txn::new(), None, &c)).await? {
@@ -63,14 +75,23 @@ impl Api {
         Err(contended("create certificate"))
     }
 
-    async fn update_cert(&self, p: &Principal, r: pb::UpdateCertificateRequest) -> ApiResult<(pb::Certificate, String)> {
+    async fn update_cert(
+        &self,
+        p: &Principal,
+        r: pb::UpdateCertificateRequest,
+    ) -> ApiResult<(pb::Certificate, String)> {
         let key = Some(r.private_key_pem.clone()).filter(|k| !k.trim().is_empty());
         let parsed = pem::parse(&r.certificate_pem, key.as_deref())?;
         for _ in 0..MAX_ATTEMPTS {
-            let old = self.cert_for(p, &r.certificate_id, "fiberlb:certificates:update").await?;
+            let old = self
+                .cert_for(p, &r.certificate_id, "fiberlb:certificates:update")
+                .await?;
             check_revision(&old, r.revision)?;
             if old.private_key_pem.is_some() && key.is_none() {
-                return Err(ApiError::invalid("private_key_pem", "required: this certificate is used with its key"));
+                return Err(ApiError::invalid(
+                    "private_key_pem",
+                    "required: this certificate is used with its key",
+                ));
             }
             let mut c = old.clone();
             c.certificate_pem = r.certificate_pem.clone();
@@ -80,7 +101,11 @@ impl Api {
             c.not_after = parsed.not_after;
             c.fingerprint_sha256 = parsed.fingerprint_sha256.clone();
             c.updated_at = now_ms();
-            if let Some(rev) = self.repo.commit(index::write(Txn::new(), Some(&old), &c)).await? {
+            if let Some(rev) = self
+                .repo
+                .commit(index::write(Txn::new(), Some(&old), &c))
+                .await?
+            {
                 c.revision = rev;
                 let path = format!("{}/certificate/{}", c.scope.path(), c.id);
                 return Ok((c.to_proto(), path));
@@ -89,29 +114,55 @@ impl Api {
         Err(contended("update certificate"))
     }
 
-    async fn delete_cert(&self, p: &Principal, r: pb::DeleteCertificateRequest) -> ApiResult<(pb::DeleteCertificateResponse, String)> {
+    async fn delete_cert(
+        &self,
+        p: &Principal,
+        r: pb::DeleteCertificateRequest,
+    ) -> ApiResult<(pb::DeleteCertificateResponse, String)> {
         for _ in 0..MAX_ATTEMPTS {
-            let c = self.cert_for(p, &r.certificate_id, "fiberlb:certificates:delete").await?;
+            let c = self
+                .cert_for(p, &r.certificate_id, "fiberlb:certificates:delete")
+                .await?;
             check_revision(&c, r.revision)?;
             let gen_rev = self.repo.key_revision(&keys::gen(&c.id)).await?;
-            let users = self.repo.store().range(&keys::cert_ref_prefix(&c.id)).await?;
+            let users = self
+                .repo
+                .store()
+                .range(&keys::cert_ref_prefix(&c.id))
+                .await?;
             if let Some(kv) = users.first() {
                 let listener = kv.key.rsplit('/').next().unwrap_or_default().to_string();
                 return Err(ApiError::new(
                     ErrorCode::CertificateInUse,
-                    format!("certificate {} is used by listener {listener} ({} listener(s) in all)", c.name, users.len()),
+                    format!(
+                        "certificate {} is used by listener {listener} ({} listener(s) in all)",
+                        c.name,
+                        users.len()
+                    ),
                 ));
             }
-            let txn = index::delete(Txn::new().when(Compare::revision(keys::gen(&c.id), gen_rev)), &c);
+            let txn = index::delete(
+                Txn::new().when(Compare::revision(keys::gen(&c.id), gen_rev)),
+                &c,
+            );
             if self.repo.commit(txn).await?.is_some() {
                 let path = format!("{}/certificate/{}", c.scope.path(), c.id);
-                return Ok((pb::DeleteCertificateResponse { certificate_id: c.id }, path));
+                return Ok((
+                    pb::DeleteCertificateResponse {
+                        certificate_id: c.id,
+                    },
+                    path,
+                ));
             }
         }
         Err(contended("delete certificate"))
     }
 
-    async fn list_certs(&self, p: &Principal, r: pb::ListCertificatesRequest) -> ApiResult<pb::ListCertificatesResponse> {
+    async fn list_certs(
+        &self,
+        p: &Principal,
+        r: pb::ListCertificatesRequest,
+    ) -> ApiResult<pb::ListCertificatesResponse> {
         p.require("fiberlb:certificates:list")?;
         let org = p.list_org(&r.org_id)?;
         let items: Vec<Certificate> = self
@@ -121,7 +172,11 @@ impl Api {
             .into_iter()
             .filter(|c| p.sees(&c.scope, true))
             .filter(|c| r.project_id.is_none() || c.scope.project_id == r.project_id)
-            .filter(|c| r.name_filter.as_deref().is_none_or(|f| c.name.starts_with(f)))
+            .filter(|c| {
+                r.name_filter
+                    .as_deref()
+                    .is_none_or(|f| c.name.starts_with(f))
+            })
             .collect();
         let page = paginate(items, |c| name_key(&c.name, &c.id), r.limit, &r.page_token)?;
         Ok(pb::ListCertificatesResponse {
@@ -134,24 +189,49 @@ impl Api {
 
 #[tonic::async_trait]
 impl pb::certificate_service_server::CertificateService for Api {
-    async fn create_certificate(&self, req: Request<pb::CreateCertificateRequest>) -> Result<Response<pb::Certificate>, Status> {
+    async fn create_certificate(
+        &self,
+        req: Request<pb::CreateCertificateRequest>,
+    ) -> Result<Response<pb::Certificate>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("org/{}/certificate/{}", r.org_id, r.name);
-        audited(&p, "fiberlb:certificates:create", &fallback, self.create_cert(&p, r)).await
+        audited(
+            &p,
+            "fiberlb:certificates:create",
+            &fallback,
+            self.create_cert(&p, r),
+        )
+        .await
     }
 
-    async fn get_certificate(&self, req: Request<pb::GetCertificateRequest>) -> Result<Response<pb::Certificate>, Status> {
+    async fn get_certificate(
+        &self,
+        req: Request<pb::GetCertificateRequest>,
+    ) -> Result<Response<pb::Certificate>, Status> {
         let p = self.principal(&req).await?;
         let id = req.into_inner().certificate_id;
-        reply(self.cert_for(&p, &id, "fiberlb:certificates:get").await.map(|c| c.to_proto()))
+        reply(
+            self.cert_for(&p, &id, "fiberlb:certificates:get")
+                .await
+                .map(|c| c.to_proto()),
+        )
     }
 
-    async fn update_certificate(&self, req: Request<pb::UpdateCertificateRequest>) -> Result<Response<pb::Certificate>, Status> {
+    async fn update_certificate(
+        &self,
+        req: Request<pb::UpdateCertificateRequest>,
+    ) -> Result<Response<pb::Certificate>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("certificate/{}", r.certificate_id);
-        audited(&p, "fiberlb:certificates:update", &fallback, self.update_cert(&p, r)).await
+        audited(
+            &p,
+            "fiberlb:certificates:update",
+            &fallback,
+            self.update_cert(&p, r),
+        )
+        .await
     }
 
     async fn delete_certificate(
@@ -161,7 +241,13 @@ impl pb::certificate_service_server::CertificateService for Api {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("certificate/{}", r.certificate_id);
-        audited(&p, "fiberlb:certificates:delete", &fallback, self.delete_cert(&p, r)).await
+        audited(
+            &p,
+            "fiberlb:certificates:delete",
+            &fallback,
+            self.delete_cert(&p, r),
+        )
+        .await
     }
 
     async fn list_certificates(

@@ -8,7 +8,10 @@ use crate::model::now_ms;
 
 #[tonic::async_trait]
 impl pb::cluster_service_server::ClusterService for Api {
-    async fn get_node_status(&self, req: Request<pb::GetNodeStatusRequest>) -> Result<Response<pb::NodeStatus>, Status> {
+    async fn get_node_status(
+        &self,
+        req: Request<pb::GetNodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
         let p = self.principal(&req).await?;
         reply(p.require("fiberlb:cluster:get").map(|()| {
             let i = self.runtime.node_info();

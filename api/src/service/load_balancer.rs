@@ -19,7 +19,9 @@ fn parse_vip(v: &str) -> ApiResult<Option<std::net::IpAddr>> {
     if v.is_empty() {
         return Ok(None);
     }
-    let ip: std::net::IpAddr = v.parse().map_err(|_| ApiError::invalid("vip", format!("{v:?} is not an IP address")))?;
+    let ip: std::net::IpAddr = v
+        .parse()
+        .map_err(|_| ApiError::invalid("vip", format!("{v:?} is not an IP address")))?;
     if ip.is_unspecified() || ip.is_multicast() {
         return Err(ApiError::invalid("vip", format!("{ip} cannot be a VIP")));
     }
@@ -28,37 +30,64 @@ fn parse_vip(v: &str) -> ApiResult<Option<std::net::IpAddr>> {
 
 impl Api {
     /// Reads a load balancer the principal may act on (`action`), else LB_NOT_FOUND / ACCESS_DENIED.
-    pub(crate) async fn lb_for(&self, p: &Principal, id: &str, action: &str) -> ApiResult<LoadBalancer> {
+    pub(crate) async fn lb_for(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: &str,
+    ) -> ApiResult<LoadBalancer> {
         let lb: LoadBalancer = self.repo.get(id).await?;
         p.authorize(action, &lb.scope, || not_found::<LoadBalancer>(id))?;
         Ok(lb)
     }
 
     pub(crate) async fn lb_proto(&self, lb: &LoadBalancer) -> ApiResult<pb::LoadBalancer> {
-        let ids = self.repo.ids_under(&keys::listener_by_lb_prefix(&lb.id)).await?;
+        let ids = self
+            .repo
+            .ids_under(&keys::listener_by_lb_prefix(&lb.id))
+            .await?;
         Ok(lb.to_proto(ids))
     }
 
     async fn check_vip_free(&self, vip: &std::net::IpAddr, own: Option<&str>) -> ApiResult<()> {
         if let Some(holder) = self.repo.index(&keys::vip(vip)).await? {
             if Some(holder.as_str()) != own {
-                return Err(ApiError::new(ErrorCode::VipConflict, format!("vip {vip} is already used by another load balancer")));
+                return Err(ApiError::new(
+                    ErrorCode::VipConflict,
+                    format!("vip {vip} is already used by another load balancer"),
+                ));
             }
         }
         Ok(())
     }
 
     async fn check_lb_name_free(&self, scope: &Scope, name: &str) -> ApiResult<()> {
-        if self.repo.index(&keys::lb_by_name(&scope.org_id, scope.project_id.as_deref(), name)).await?.is_some() {
+        if self
+            .repo
+            .index(&keys::lb_by_name(
+                &scope.org_id,
+                scope.project_id.as_deref(),
+                name,
+            ))
+            .await?
+            .is_some()
+        {
             return Err(ApiError::new(
                 ErrorCode::LbAlreadyExists,
-                format!("a load balancer named {name} already exists in {}", scope.path()),
+                format!(
+                    "a load balancer named {name} already exists in {}",
+                    scope.path()
+                ),
             ));
         }
         Ok(())
     }
 
-    async fn create_lb(&self, p: &Principal, r: pb::CreateLoadBalancerRequest) -> ApiResult<(pb::LoadBalancer, String)> {
+    async fn create_lb(
+        &self,
+        p: &Principal,
+        r: pb::CreateLoadBalancerRequest,
+    ) -> ApiResult<(pb::LoadBalancer, String)> {
         validate::lb_name(&r.name)?;
         validate::tenant_id("org_id", &r.org_id)?;
         if let Some(pj) = &r.project_id {
@@ -70,7 +99,10 @@ impl Api {
         let tags = validate::labels("tags", &r.tags)?;
         let metadata = validate::labels("metadata", &r.metadata)?;
         let vip = parse_vip(r.vip.as_deref().unwrap_or(""))?;
-        let scope = Scope { org_id: r.org_id.clone(), project_id: r.project_id.clone() };
+        let scope = Scope {
+            org_id: r.org_id.clone(),
+            project_id: r.project_id.clone(),
+        };
         p.authorize_in("fiberlb:loadbalancers:create", &scope)?;
         let now = now_ms();
         let mut lb = LoadBalancer {
@@ -95,7 +127,11 @@ impl Api {
             if let Some(v) = &lb.vip {
                 self.check_vip_free(v, None).await?;
             }
-            if let Some(rev) = self.repo.commit(index::write(Txn::new(), None, &lb)).await? {
+            if let Some(rev) = self
+                .repo
+                .commit(index::write(Txn::new(), None, &lb))
+                .await?
+            {
                 lb.revision = rev;
                 let path = format!("{}/lb/{}", lb.scope.path(), lb.id);
                 return Ok((lb.to_proto(Vec::new()), path));
@@ -104,7 +140,11 @@ impl Api {
         Err(contended("create load balancer"))
     }
 
-    async fn update_lb(&self, p: &Principal, r: pb::UpdateLoadBalancerRequest) -> ApiResult<(pb::LoadBalancer, String)> {
+    async fn update_lb(
+        &self,
+        p: &Principal,
+        r: pb::UpdateLoadBalancerRequest,
+    ) -> ApiResult<(pb::LoadBalancer, String)> {
         if let Some(n) = &r.name {
             validate::lb_name(n)?;
         }
@@ -115,7 +155,9 @@ impl Api {
         let metadata = validate::labels("metadata", &r.metadata)?;
         let vip = r.vip.as_deref().map(parse_vip).transpose()?;
         for _ in 0..MAX_ATTEMPTS {
-            let old = self.lb_for(p, &r.lb_id, "fiberlb:loadbalancers:update").await?;
+            let old = self
+                .lb_for(p, &r.lb_id, "fiberlb:loadbalancers:update")
+                .await?;
             check_revision(&old, r.revision)?;
             let mut lb = old.clone();
             let mut txn = Txn::new();
@@ -159,19 +201,33 @@ impl Api {
         Err(contended("update load balancer"))
     }
 
-    async fn set_lb_status(&self, p: &Principal, id: &str, rev: Option<u64>, enabled: bool) -> ApiResult<(pb::LoadBalancer, String)> {
+    async fn set_lb_status(
+        &self,
+        p: &Principal,
+        id: &str,
+        rev: Option<u64>,
+        enabled: bool,
+    ) -> ApiResult<(pb::LoadBalancer, String)> {
         for _ in 0..MAX_ATTEMPTS {
             let old = self.lb_for(p, id, "fiberlb:loadbalancers:update").await?;
             check_revision(&old, rev)?;
             let mut lb = old.clone();
-            let status = if enabled { LbStatus::Active } else { LbStatus::Disabled };
+            let status = if enabled {
+                LbStatus::Active
+            } else {
+                LbStatus::Disabled
+            };
             if lb.status != status {
                 lb.status = status;
                 lb.last_transition = now_ms();
                 lb.status_message = None;
             }
             lb.updated_at = now_ms();
-            if let Some(rev) = self.repo.commit(index::write(Txn::new(), Some(&old), &lb)).await? {
+            if let Some(rev) = self
+                .repo
+                .commit(index::write(Txn::new(), Some(&old), &lb))
+                .await?
+            {
                 lb.revision = rev;
                 let path = format!("{}/lb/{}", lb.scope.path(), lb.id);
                 return Ok((self.lb_proto(&lb).await?, path));
@@ -180,17 +236,30 @@ impl Api {
         Err(contended("change load balancer status"))
     }
 
-    async fn delete_lb(&self, p: &Principal, r: pb::DeleteLoadBalancerRequest) -> ApiResult<(pb::DeleteLoadBalancerResponse, String)> {
+    async fn delete_lb(
+        &self,
+        p: &Principal,
+        r: pb::DeleteLoadBalancerRequest,
+    ) -> ApiResult<(pb::DeleteLoadBalancerResponse, String)> {
         for _ in 0..MAX_ATTEMPTS {
-            let lb = self.lb_for(p, &r.lb_id, "fiberlb:loadbalancers:delete").await?;
+            let lb = self
+                .lb_for(p, &r.lb_id, "fiberlb:loadbalancers:delete")
+                .await?;
             check_revision(&lb, r.revision)?;
             let gen_rev = self.repo.key_revision(&keys::gen(&lb.id)).await?;
-            let listeners: Vec<Listener> = self.repo.list_by_index(&keys::listener_by_lb_prefix(&lb.id)).await?;
+            let listeners: Vec<Listener> = self
+                .repo
+                .list_by_index(&keys::listener_by_lb_prefix(&lb.id))
+                .await?;
             if !listeners.is_empty() && !r.force {
                 let names: Vec<_> = listeners.iter().map(|l| l.name.as_str()).collect();
                 return Err(ApiError::new(
                     ErrorCode::LbHasListeners,
-                    format!("load balancer {} has listeners ({}); delete them or pass force", lb.name, names.join(", ")),
+                    format!(
+                        "load balancer {} has listeners ({}); delete them or pass force",
+                        lb.name,
+                        names.join(", ")
+                    ),
                 ));
             }
             // Pools and backends belong to the load balancer and go with it.
@@ -201,11 +270,17 @@ impl Api {
                     txn = index::touch(txn, c);
                 }
             }
-            let pools: Vec<Pool> = self.repo.list_by_index(&keys::pool_by_lb_prefix(&lb.id)).await?;
+            let pools: Vec<Pool> = self
+                .repo
+                .list_by_index(&keys::pool_by_lb_prefix(&lb.id))
+                .await?;
             for pool in &pools {
                 let pool_gen = self.repo.key_revision(&keys::gen(&pool.id)).await?;
                 txn = txn.when(Compare::revision(keys::gen(&pool.id), pool_gen));
-                let backends: Vec<Backend> = self.repo.list_by_index(&keys::backend_by_pool_prefix(&pool.id)).await?;
+                let backends: Vec<Backend> = self
+                    .repo
+                    .list_by_index(&keys::backend_by_pool_prefix(&pool.id))
+                    .await?;
                 for b in &backends {
                     txn = index::delete(txn, b);
                 }
@@ -220,7 +295,11 @@ impl Api {
         Err(contended("delete load balancer"))
     }
 
-    async fn list_lbs(&self, p: &Principal, r: pb::ListLoadBalancersRequest) -> ApiResult<pb::ListLoadBalancersResponse> {
+    async fn list_lbs(
+        &self,
+        p: &Principal,
+        r: pb::ListLoadBalancersRequest,
+    ) -> ApiResult<pb::ListLoadBalancersResponse> {
         p.require("fiberlb:loadbalancers:list")?;
         let org = p.list_org(&r.org_id)?;
         let status = r.status_filter.map(lb_status_from).transpose()?;
@@ -235,10 +314,19 @@ impl Api {
         let items: Vec<LoadBalancer> = all
             .into_iter()
             .filter(|lb| p.sees(&lb.scope, true))
-            .filter(|lb| r.name_filter.as_deref().is_none_or(|f| lb.name.starts_with(f)))
+            .filter(|lb| {
+                r.name_filter
+                    .as_deref()
+                    .is_none_or(|f| lb.name.starts_with(f))
+            })
             .filter(|lb| status.is_none_or(|s| lb.status == s))
             .collect();
-        let page = paginate(items, |lb| name_key(&lb.name, &lb.id), r.limit, &r.page_token)?;
+        let page = paginate(
+            items,
+            |lb| name_key(&lb.name, &lb.id),
+            r.limit,
+            &r.page_token,
+        )?;
         let mut load_balancers = Vec::with_capacity(page.items.len());
         for lb in &page.items {
             load_balancers.push(self.lb_proto(lb).await?);
@@ -252,13 +340,25 @@ impl Api {
 
     async fn lb_status(&self, p: &Principal, id: &str) -> ApiResult<pb::LoadBalancerStatus> {
         let lb = self.lb_for(p, id, "fiberlb:loadbalancers:get").await?;
-        let listener_count = self.repo.count(&keys::listener_by_lb_prefix(&lb.id)).await? as u32;
-        let pools: Vec<Pool> = self.repo.list_by_index(&keys::pool_by_lb_prefix(&lb.id)).await?;
+        let listener_count = self
+            .repo
+            .count(&keys::listener_by_lb_prefix(&lb.id))
+            .await? as u32;
+        let pools: Vec<Pool> = self
+            .repo
+            .list_by_index(&keys::pool_by_lb_prefix(&lb.id))
+            .await?;
         let (mut backend_count, mut healthy_backends) = (0, 0);
         for pool in &pools {
-            let backends: Vec<Backend> = self.repo.list_by_index(&keys::backend_by_pool_prefix(&pool.id)).await?;
+            let backends: Vec<Backend> = self
+                .repo
+                .list_by_index(&keys::backend_by_pool_prefix(&pool.id))
+                .await?;
             backend_count += backends.len() as u32;
-            healthy_backends += backends.iter().filter(|b| self.runtime.backend_health(pool, b).healthy).count() as u32;
+            healthy_backends += backends
+                .iter()
+                .filter(|b| self.runtime.backend_health(pool, b).healthy)
+                .count() as u32;
         }
         Ok(pb::LoadBalancerStatus {
             lb_id: lb.id.clone(),
@@ -275,24 +375,51 @@ impl Api {
 
 #[tonic::async_trait]
 impl pb::lb_service_server::LbService for Api {
-    async fn create_load_balancer(&self, req: Request<pb::CreateLoadBalancerRequest>) -> Result<Response<pb::LoadBalancer>, Status> {
+    async fn create_load_balancer(
+        &self,
+        req: Request<pb::CreateLoadBalancerRequest>,
+    ) -> Result<Response<pb::LoadBalancer>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("org/{}/lb/{}", r.org_id, r.name);
-        audited(&p, "fiberlb:loadbalancers:create", &fallback, self.create_lb(&p, r)).await
+        audited(
+            &p,
+            "fiberlb:loadbalancers:create",
+            &fallback,
+            self.create_lb(&p, r),
+        )
+        .await
     }
 
-    async fn get_load_balancer(&self, req: Request<pb::GetLoadBalancerRequest>) -> Result<Response<pb::LoadBalancer>, Status> {
+    async fn get_load_balancer(
+        &self,
+        req: Request<pb::GetLoadBalancerRequest>,
+    ) -> Result<Response<pb::LoadBalancer>, Status> {
         let p = self.principal(&req).await?;
         let id = req.into_inner().lb_id;
-        reply(async { self.lb_proto(&self.lb_for(&p, &id, "fiberlb:loadbalancers:get").await?).await }.await)
+        reply(
+            async {
+                self.lb_proto(&self.lb_for(&p, &id, "fiberlb:loadbalancers:get").await?)
+                    .await
+            }
+            .await,
+        )
     }
 
-    async fn update_load_balancer(&self, req: Request<pb::UpdateLoadBalancerRequest>) -> Result<Response<pb::LoadBalancer>, Status> {
+    async fn update_load_balancer(
+        &self,
+        req: Request<pb::UpdateLoadBalancerRequest>,
+    ) -> Result<Response<pb::LoadBalancer>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("lb/{}", r.lb_id);
-        audited(&p, "fiberlb:loadbalancers:update", &fallback, self.update_lb(&p, r)).await
+        audited(
+            &p,
+            "fiberlb:loadbalancers:update",
+            &fallback,
+            self.update_lb(&p, r),
+        )
+        .await
     }
 
     async fn delete_load_balancer(
@@ -302,7 +429,13 @@ impl pb::lb_service_server::LbService for Api {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("lb/{}", r.lb_id);
-        audited(&p, "fiberlb:loadbalancers:delete", &fallback, self.delete_lb(&p, r)).await
+        audited(
+            &p,
+            "fiberlb:loadbalancers:delete",
+            &fallback,
+            self.delete_lb(&p, r),
+        )
+        .await
     }
 
     async fn list_load_balancers(
@@ -321,18 +454,35 @@ impl pb::lb_service_server::LbService for Api {
         reply(self.lb_status(&p, &req.into_inner().lb_id).await)
     }
 
-    async fn enable_load_balancer(&self, req: Request<pb::EnableLoadBalancerRequest>) -> Result<Response<pb::LoadBalancer>, Status> {
+    async fn enable_load_balancer(
+        &self,
+        req: Request<pb::EnableLoadBalancerRequest>,
+    ) -> Result<Response<pb::LoadBalancer>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("lb/{}", r.lb_id);
-        audited(&p, "fiberlb:loadbalancers:update", &fallback, self.set_lb_status(&p, &r.lb_id, r.revision, true)).await
+        audited(
+            &p,
+            "fiberlb:loadbalancers:update",
+            &fallback,
+            self.set_lb_status(&p, &r.lb_id, r.revision, true),
+        )
+        .await
     }
 
-    async fn disable_load_balancer(&self, req: Request<pb::DisableLoadBalancerRequest>) -> Result<Response<pb::LoadBalancer>, Status> {
+    async fn disable_load_balancer(
+        &self,
+        req: Request<pb::DisableLoadBalancerRequest>,
+    ) -> Result<Response<pb::LoadBalancer>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("lb/{}", r.lb_id);
-        audited(&p, "fiberlb:loadbalancers:update", &fallback, self.set_lb_status(&p, &r.lb_id, r.revision, false)).await
+        audited(
+            &p,
+            "fiberlb:loadbalancers:update",
+            &fallback,
+            self.set_lb_status(&p, &r.lb_id, r.revision, false),
+        )
+        .await
     }
 }
-

@@ -39,7 +39,11 @@ impl Api {
     /// Services over a store and a runtime view.
     pub fn new(store: Arc<dyn ConfigStore>, runtime: Arc<dyn RuntimeView>) -> Self {
         let repo = Repo::new(store);
-        Self { auth: Authenticator::new(repo.clone()), repo, runtime }
+        Self {
+            auth: Authenticator::new(repo.clone()),
+            repo,
+            runtime,
+        }
     }
 
     /// The typed store access.

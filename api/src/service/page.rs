@@ -21,7 +21,12 @@ pub struct Page<T> {
 }
 
 /// Sorts `items` by `key` and cuts the page after `page_token`.
-pub fn paginate<T>(mut items: Vec<T>, key: impl Fn(&T) -> String, limit: u32, page_token: &str) -> ApiResult<Page<T>> {
+pub fn paginate<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    limit: u32,
+    page_token: &str,
+) -> ApiResult<Page<T>> {
     let limit = match limit {
         0 => DEFAULT_LIMIT,
         l => l.min(MAX_LIMIT),
@@ -49,7 +54,11 @@ pub fn paginate<T>(mut items: Vec<T>, key: impl Fn(&T) -> String, limit: u32, pa
         (true, Some(last)) => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key(last)),
         _ => String::new(),
     };
-    Ok(Page { items: page, next_page_token, total_count })
+    Ok(Page {
+        items: page,
+        next_page_token,
+        total_count,
+    })
 }
 
 /// The usual sort key: name, then id (names are unique in scope, ids break ties across scopes).

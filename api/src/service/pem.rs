@@ -31,11 +31,17 @@ pub(crate) fn parse(chain_pem: &str, key_pem: Option<&str>) -> ApiResult<ParsedC
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| bad(format!("certificate_pem: {e:?}")))?;
-    let leaf = certs.first().ok_or_else(|| bad("certificate_pem: no CERTIFICATE block"))?;
-    let (_, x509) =
-        x509_parser::parse_x509_certificate(leaf).map_err(|e| bad(format!("certificate_pem: leaf is not X.509: {e}")))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| bad("certificate_pem: no CERTIFICATE block"))?;
+    let (_, x509) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| bad(format!("certificate_pem: leaf is not X.509: {e}")))?;
     for (i, c) in certs.iter().enumerate().skip(1) {
-        x509_parser::parse_x509_certificate(c).map_err(|e| bad(format!("certificate_pem: certificate {i} is not X.509: {e}")))?;
+        x509_parser::parse_x509_certificate(c).map_err(|e| {
+            bad(format!(
+                "certificate_pem: certificate {i} is not X.509: {e}"
+            ))
+        })?;
     }
     let mut names: Vec<String> = Vec::new();
     if let Ok(Some(san)) = x509.subject_alternative_name() {
@@ -46,9 +52,18 @@ pub(crate) fn parse(chain_pem: &str, key_pem: Option<&str>) -> ApiResult<ParsedC
         }
     }
     if names.is_empty() {
-        names.extend(x509.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_ascii_lowercase));
+        names.extend(
+            x509.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
     }
-    let to_ms = |t: x509_parser::time::ASN1Time| u64::try_from(t.timestamp()).unwrap_or(0).saturating_mul(1000);
+    let to_ms = |t: x509_parser::time::ASN1Time| {
+        u64::try_from(t.timestamp())
+            .unwrap_or(0)
+            .saturating_mul(1000)
+    };
     let parsed = ParsedCert {
         subject_names: names,
         not_before: to_ms(x509.validity().not_before),
@@ -56,14 +71,19 @@ pub(crate) fn parse(chain_pem: &str, key_pem: Option<&str>) -> ApiResult<ParsedC
         fingerprint_sha256: hex::encode(Sha256::digest(leaf.as_ref())),
     };
     if let Some(key_pem) = key_pem {
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad(format!("private_key_pem: {e:?}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| bad(format!("private_key_pem: {e:?}")))?;
         let provider = rustls::crypto::ring::default_provider();
         let signing = provider
             .key_provider
             .load_private_key(key)
             .map_err(|e| bad(format!("private_key_pem: unsupported key: {e}")))?;
         let ck = rustls::sign::CertifiedKey::new(certs, signing);
-        ck.keys_match().map_err(|e| bad(format!("private_key_pem does not match the leaf certificate: {e}")))?;
+        ck.keys_match().map_err(|e| {
+            bad(format!(
+                "private_key_pem does not match the leaf certificate: {e}"
+            ))
+        })?;
     }
     Ok(parsed)
 }
@@ -83,6 +103,9 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidCertificate);
         assert!(parse("garbage", None).is_err());
         assert!(parse(&a.cert.pem(), Some("not a key")).is_err());
-        assert!(parse(&a.cert.pem(), None).is_ok(), "a CA bundle needs no key");
+        assert!(
+            parse(&a.cert.pem(), None).is_ok(),
+            "a CA bundle needs no key"
+        );
     }
 }

@@ -7,7 +7,10 @@ use super::index;
 use super::page::{name_key, paginate};
 use super::{audited, reply, Api};
 use crate::auth::Principal;
-use crate::convert::{algorithm_from, circuit_breaker_from_proto, circuit_state_to, health_check_from_proto, persistence_from_proto};
+use crate::convert::{
+    algorithm_from, circuit_breaker_from_proto, circuit_state_to, health_check_from_proto,
+    persistence_from_proto,
+};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::keys;
 use crate::model::*;
@@ -24,35 +27,70 @@ impl Api {
     }
 
     /// A pool referenced from `lb` (default pool, rule target): it must exist in that LB.
-    pub(crate) async fn pool_of_lb(&self, lb_id_holder: &impl LbRef, pool_id: &str, field: &str) -> ApiResult<Pool> {
+    pub(crate) async fn pool_of_lb(
+        &self,
+        lb_id_holder: &impl LbRef,
+        pool_id: &str,
+        field: &str,
+    ) -> ApiResult<Pool> {
         validate::id_ref(field, pool_id)?;
         match self.repo.find::<Pool>(pool_id).await? {
             Some(pool) if pool.lb_id == lb_id_holder.lb_id() => Ok(pool),
             _ => Err(ApiError::new(
                 ErrorCode::PoolNotFound,
-                format!("{field}: pool {pool_id} does not exist in load balancer {}", lb_id_holder.lb_id()),
+                format!(
+                    "{field}: pool {pool_id} does not exist in load balancer {}",
+                    lb_id_holder.lb_id()
+                ),
             )),
         }
     }
 
     pub(crate) async fn pool_proto(&self, pool: &Pool) -> ApiResult<pb::Pool> {
-        let ids = self.repo.ids_under(&keys::backend_by_pool_prefix(&pool.id)).await?;
+        let ids = self
+            .repo
+            .ids_under(&keys::backend_by_pool_prefix(&pool.id))
+            .await?;
         Ok(pool.to_proto(ids))
     }
 
     async fn check_pool_name_free(&self, lb_id: &str, name: &str) -> ApiResult<()> {
-        if self.repo.index(&keys::pool_by_name(lb_id, name)).await?.is_some() {
-            return Err(ApiError::new(ErrorCode::PoolAlreadyExists, format!("a pool named {name} already exists in load balancer {lb_id}")));
+        if self
+            .repo
+            .index(&keys::pool_by_name(lb_id, name))
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::new(
+                ErrorCode::PoolAlreadyExists,
+                format!("a pool named {name} already exists in load balancer {lb_id}"),
+            ));
         }
         Ok(())
     }
 
-    async fn create_pool(&self, p: &Principal, r: pb::CreatePoolRequest) -> ApiResult<(pb::Pool, String)> {
+    async fn create_pool(
+        &self,
+        p: &Principal,
+        r: pb::CreatePoolRequest,
+    ) -> ApiResult<(pb::Pool, String)> {
         validate::object_name("name", &r.name)?;
         let algorithm = algorithm_from(r.algorithm)?;
-        let health_check = r.health_check.as_ref().map(health_check_from_proto).transpose()?;
-        let session_persistence = r.session_persistence.as_ref().map(persistence_from_proto).transpose()?;
-        let circuit_breaker = r.circuit_breaker.as_ref().map(circuit_breaker_from_proto).transpose()?;
+        let health_check = r
+            .health_check
+            .as_ref()
+            .map(health_check_from_proto)
+            .transpose()?;
+        let session_persistence = r
+            .session_persistence
+            .as_ref()
+            .map(persistence_from_proto)
+            .transpose()?;
+        let circuit_breaker = r
+            .circuit_breaker
+            .as_ref()
+            .map(circuit_breaker_from_proto)
+            .transpose()?;
         for _ in 0..MAX_ATTEMPTS {
             let lb = self.lb_for(p, &r.lb_id, "fiberlb:pools:create").await?;
             self.check_pool_name_free(&lb.id, &r.name).await?;
@@ -99,7 +137,11 @@ impl Api {
                 self.check_pool_name_free(&pool.lb_id, &pool.name).await?;
             }
             pool.updated_at = now_ms();
-            if let Some(rev) = self.repo.commit(index::write(Txn::new(), Some(&old), &pool)).await? {
+            if let Some(rev) = self
+                .repo
+                .commit(index::write(Txn::new(), Some(&old), &pool))
+                .await?
+            {
                 pool.revision = rev;
                 let path = pool_path(&pool);
                 return Ok((self.pool_proto(&pool).await?, path));
@@ -108,25 +150,50 @@ impl Api {
         Err(contended(what))
     }
 
-    async fn delete_pool(&self, p: &Principal, r: pb::DeletePoolRequest) -> ApiResult<(pb::DeletePoolResponse, String)> {
+    async fn delete_pool(
+        &self,
+        p: &Principal,
+        r: pb::DeletePoolRequest,
+    ) -> ApiResult<(pb::DeletePoolResponse, String)> {
         for _ in 0..MAX_ATTEMPTS {
             let pool = self.pool_for(p, &r.pool_id, "fiberlb:pools:delete").await?;
             check_revision(&pool, r.revision)?;
             let gen_rev = self.repo.key_revision(&keys::gen(&pool.id)).await?;
-            let backends = self.repo.count(&keys::backend_by_pool_prefix(&pool.id)).await?;
+            let backends = self
+                .repo
+                .count(&keys::backend_by_pool_prefix(&pool.id))
+                .await?;
             if backends > 0 {
                 return Err(ApiError::new(
                     ErrorCode::PoolNotEmpty,
-                    format!("pool {} still has {backends} backend(s); remove them first", pool.name),
+                    format!(
+                        "pool {} still has {backends} backend(s); remove them first",
+                        pool.name
+                    ),
                 ));
             }
             let lb: LoadBalancer = self.repo.get(&pool.lb_id).await?;
             if lb.default_pool_id.as_deref() == Some(pool.id.as_str()) {
-                return Err(ApiError::new(ErrorCode::PoolInUse, format!("pool {} is the default pool of load balancer {}", pool.name, lb.name)));
+                return Err(ApiError::new(
+                    ErrorCode::PoolInUse,
+                    format!(
+                        "pool {} is the default pool of load balancer {}",
+                        pool.name, lb.name
+                    ),
+                ));
             }
-            let listeners: Vec<Listener> = self.repo.list_by_index(&keys::listener_by_lb_prefix(&pool.lb_id)).await?;
-            if let Some(l) = listeners.iter().find(|l| l.referenced_pools().any(|id| id == pool.id)) {
-                return Err(ApiError::new(ErrorCode::PoolInUse, format!("pool {} is used by listener {}", pool.name, l.name)));
+            let listeners: Vec<Listener> = self
+                .repo
+                .list_by_index(&keys::listener_by_lb_prefix(&pool.lb_id))
+                .await?;
+            if let Some(l) = listeners
+                .iter()
+                .find(|l| l.referenced_pools().any(|id| id == pool.id))
+            {
+                return Err(ApiError::new(
+                    ErrorCode::PoolInUse,
+                    format!("pool {} is used by listener {}", pool.name, l.name),
+                ));
             }
             let txn = Txn::new().when(Compare::revision(keys::gen(&pool.id), gen_rev));
             let txn = index::touch(index::delete(txn, &pool), &pool.lb_id);
@@ -138,27 +205,51 @@ impl Api {
         Err(contended("delete pool"))
     }
 
-    async fn list_pools(&self, p: &Principal, r: pb::ListPoolsRequest) -> ApiResult<pb::ListPoolsResponse> {
+    async fn list_pools(
+        &self,
+        p: &Principal,
+        r: pb::ListPoolsRequest,
+    ) -> ApiResult<pb::ListPoolsResponse> {
         let lb = self.lb_for(p, &r.lb_id, "fiberlb:pools:list").await?;
         let items: Vec<Pool> = self
             .repo
             .list_by_index::<Pool>(&keys::pool_by_lb_prefix(&lb.id))
             .await?
             .into_iter()
-            .filter(|pl| r.name_filter.as_deref().is_none_or(|f| pl.name.starts_with(f)))
+            .filter(|pl| {
+                r.name_filter
+                    .as_deref()
+                    .is_none_or(|f| pl.name.starts_with(f))
+            })
             .collect();
-        let page = paginate(items, |pl| name_key(&pl.name, &pl.id), r.limit, &r.page_token)?;
+        let page = paginate(
+            items,
+            |pl| name_key(&pl.name, &pl.id),
+            r.limit,
+            &r.page_token,
+        )?;
         let mut pools = Vec::with_capacity(page.items.len());
         for pl in &page.items {
             pools.push(self.pool_proto(pl).await?);
         }
-        Ok(pb::ListPoolsResponse { pools, next_page_token: page.next_page_token, total_count: page.total_count })
+        Ok(pb::ListPoolsResponse {
+            pools,
+            next_page_token: page.next_page_token,
+            total_count: page.total_count,
+        })
     }
 
     async fn pool_status(&self, p: &Principal, id: &str) -> ApiResult<pb::PoolStatus> {
         let pool = self.pool_for(p, id, "fiberlb:pools:get").await?;
-        let backends: Vec<Backend> = self.repo.list_by_index(&keys::backend_by_pool_prefix(&pool.id)).await?;
-        let mut s = pb::PoolStatus { pool_id: pool.id.clone(), total_backends: backends.len() as u32, ..Default::default() };
+        let backends: Vec<Backend> = self
+            .repo
+            .list_by_index(&keys::backend_by_pool_prefix(&pool.id))
+            .await?;
+        let mut s = pb::PoolStatus {
+            pool_id: pool.id.clone(),
+            total_backends: backends.len() as u32,
+            ..Default::default()
+        };
         let mut worst = CircuitState::Closed;
         for b in &backends {
             if self.runtime.backend_health(&pool, b).healthy {
@@ -199,20 +290,41 @@ fn pool_path(pool: &Pool) -> String {
 
 #[tonic::async_trait]
 impl pb::pool_service_server::PoolService for Api {
-    async fn create_pool(&self, req: Request<pb::CreatePoolRequest>) -> Result<Response<pb::Pool>, Status> {
+    async fn create_pool(
+        &self,
+        req: Request<pb::CreatePoolRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("lb/{}/pool/{}", r.lb_id, r.name);
-        audited(&p, "fiberlb:pools:create", &fallback, Api::create_pool(self, &p, r)).await
+        audited(
+            &p,
+            "fiberlb:pools:create",
+            &fallback,
+            Api::create_pool(self, &p, r),
+        )
+        .await
     }
 
-    async fn get_pool(&self, req: Request<pb::GetPoolRequest>) -> Result<Response<pb::Pool>, Status> {
+    async fn get_pool(
+        &self,
+        req: Request<pb::GetPoolRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
         let p = self.principal(&req).await?;
         let id = req.into_inner().pool_id;
-        reply(async { self.pool_proto(&self.pool_for(&p, &id, "fiberlb:pools:get").await?).await }.await)
+        reply(
+            async {
+                self.pool_proto(&self.pool_for(&p, &id, "fiberlb:pools:get").await?)
+                    .await
+            }
+            .await,
+        )
     }
 
-    async fn update_pool(&self, req: Request<pb::UpdatePoolRequest>) -> Result<Response<pb::Pool>, Status> {
+    async fn update_pool(
+        &self,
+        req: Request<pb::UpdatePoolRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("pool/{}", r.pool_id);
@@ -221,8 +333,16 @@ impl pb::pool_service_server::PoolService for Api {
                 validate::object_name("name", n)?;
             }
             let algorithm = r.algorithm.map(algorithm_from).transpose()?;
-            let persistence = r.session_persistence.as_ref().map(persistence_from_proto).transpose()?;
-            let breaker = r.circuit_breaker.as_ref().map(circuit_breaker_from_proto).transpose()?;
+            let persistence = r
+                .session_persistence
+                .as_ref()
+                .map(persistence_from_proto)
+                .transpose()?;
+            let breaker = r
+                .circuit_breaker
+                .as_ref()
+                .map(circuit_breaker_from_proto)
+                .transpose()?;
             self.modify_pool(&p, &r.pool_id, r.revision, "update pool", |pool| {
                 if let Some(n) = &r.name {
                     pool.name = n.clone();
@@ -231,7 +351,8 @@ impl pb::pool_service_server::PoolService for Api {
                     pool.algorithm = a;
                 }
                 if let Some(s) = &persistence {
-                    pool.session_persistence = Some(s.clone()).filter(|s| s.mode != PersistenceMode::None);
+                    pool.session_persistence =
+                        Some(s.clone()).filter(|s| s.mode != PersistenceMode::None);
                 }
                 if let Some(b) = &breaker {
                     pool.circuit_breaker = Some(b.clone());
@@ -246,19 +367,34 @@ impl pb::pool_service_server::PoolService for Api {
         audited(&p, "fiberlb:pools:update", &fallback, fut).await
     }
 
-    async fn delete_pool(&self, req: Request<pb::DeletePoolRequest>) -> Result<Response<pb::DeletePoolResponse>, Status> {
+    async fn delete_pool(
+        &self,
+        req: Request<pb::DeletePoolRequest>,
+    ) -> Result<Response<pb::DeletePoolResponse>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("pool/{}", r.pool_id);
-        audited(&p, "fiberlb:pools:delete", &fallback, Api::delete_pool(self, &p, r)).await
+        audited(
+            &p,
+            "fiberlb:pools:delete",
+            &fallback,
+            Api::delete_pool(self, &p, r),
+        )
+        .await
     }
 
-    async fn list_pools(&self, req: Request<pb::ListPoolsRequest>) -> Result<Response<pb::ListPoolsResponse>, Status> {
+    async fn list_pools(
+        &self,
+        req: Request<pb::ListPoolsRequest>,
+    ) -> Result<Response<pb::ListPoolsResponse>, Status> {
         let p = self.principal(&req).await?;
         reply(Api::list_pools(self, &p, req.into_inner()).await)
     }
 
-    async fn set_health_check(&self, req: Request<pb::SetHealthCheckRequest>) -> Result<Response<pb::Pool>, Status> {
+    async fn set_health_check(
+        &self,
+        req: Request<pb::SetHealthCheckRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("pool/{}", r.pool_id);
@@ -273,7 +409,10 @@ impl pb::pool_service_server::PoolService for Api {
         audited(&p, "fiberlb:pools:update", &fallback, fut).await
     }
 
-    async fn remove_health_check(&self, req: Request<pb::RemoveHealthCheckRequest>) -> Result<Response<pb::Pool>, Status> {
+    async fn remove_health_check(
+        &self,
+        req: Request<pb::RemoveHealthCheckRequest>,
+    ) -> Result<Response<pb::Pool>, Status> {
         let p = self.principal(&req).await?;
         let r = req.into_inner();
         let fallback = format!("pool/{}", r.pool_id);
@@ -284,7 +423,10 @@ impl pb::pool_service_server::PoolService for Api {
         audited(&p, "fiberlb:pools:update", &fallback, fut).await
     }
 
-    async fn get_pool_status(&self, req: Request<pb::GetPoolStatusRequest>) -> Result<Response<pb::PoolStatus>, Status> {
+    async fn get_pool_status(
+        &self,
+        req: Request<pb::GetPoolStatusRequest>,
+    ) -> Result<Response<pb::PoolStatus>, Status> {
         let p = self.principal(&req).await?;
         reply(self.pool_status(&p, &req.into_inner().pool_id).await)
     }

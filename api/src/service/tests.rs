@@ -18,7 +18,10 @@ use crate::store::MemoryStore;
 
 async fn api() -> (Api, String) {
     let store = Arc::new(MemoryStore::new());
-    let secret = match bootstrap_admin(&Repo::new(store.clone()), None).await.unwrap() {
+    let secret = match bootstrap_admin(&Repo::new(store.clone()), None)
+        .await
+        .unwrap()
+    {
         BootstrapOutcome::Created { secret } => secret,
         BootstrapOutcome::AlreadyDone => unreachable!("fresh store"),
     };
@@ -27,15 +30,23 @@ async fn api() -> (Api, String) {
 
 fn req<T>(secret: &str, msg: T) -> Request<T> {
     let mut r = Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
     r
 }
 
 async fn lb(api: &Api, s: &str, name: &str) -> pb::LoadBalancer {
-    api.create_load_balancer(req(s, pb::CreateLoadBalancerRequest { name: name.into(), org_id: "acme".into(), ..Default::default() }))
-        .await
-        .unwrap()
-        .into_inner()
+    api.create_load_balancer(req(
+        s,
+        pb::CreateLoadBalancerRequest {
+            name: name.into(),
+            org_id: "acme".into(),
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 #[tokio::test]
@@ -43,14 +54,32 @@ async fn names_ports_and_references() {
     let (api, s) = api().await;
     let a = lb(&api, &s, "web").await;
     let dup = api
-        .create_load_balancer(req(&s, pb::CreateLoadBalancerRequest { name: "web".into(), org_id: "acme".into(), ..Default::default() }))
+        .create_load_balancer(req(
+            &s,
+            pb::CreateLoadBalancerRequest {
+                name: "web".into(),
+                org_id: "acme".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(dup.code(), Code::AlreadyExists);
-    assert!(dup.message().starts_with("LB_ALREADY_EXISTS:"), "{}", dup.message());
+    assert!(
+        dup.message().starts_with("LB_ALREADY_EXISTS:"),
+        "{}",
+        dup.message()
+    );
 
     let pool = api
-        .create_pool(req(&s, pb::CreatePoolRequest { lb_id: a.id.clone(), name: "app".into(), ..Default::default() }))
+        .create_pool(req(
+            &s,
+            pb::CreatePoolRequest {
+                lb_id: a.id.clone(),
+                name: "app".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -63,18 +92,72 @@ async fn names_ports_and_references() {
         ..Default::default()
     };
     api.create_listener(req(&s, l.clone())).await.unwrap();
-    let clash = api.create_listener(req(&s, pb::CreateListenerRequest { name: "other".into(), ..l.clone() })).await.unwrap_err();
+    let clash = api
+        .create_listener(req(
+            &s,
+            pb::CreateListenerRequest {
+                name: "other".into(),
+                ..l.clone()
+            },
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(clash.code(), Code::AlreadyExists);
-    assert_eq!(clash.message(), "LISTENER_PORT_CONFLICT: port 80 already used by listener http");
-    let udp = pb::CreateListenerRequest { name: "dns".into(), protocol: pb::ListenerProtocol::Udp as i32, default_pool_id: None, ..l };
-    api.create_listener(req(&s, udp)).await.expect("udp and tcp share a port number");
+    assert_eq!(
+        clash.message(),
+        "LISTENER_PORT_CONFLICT: port 80 already used by listener http"
+    );
+    let udp = pb::CreateListenerRequest {
+        name: "dns".into(),
+        protocol: pb::ListenerProtocol::Udp as i32,
+        default_pool_id: None,
+        ..l
+    };
+    api.create_listener(req(&s, udp))
+        .await
+        .expect("udp and tcp share a port number");
 
-    let in_use = api.delete_pool(req(&s, pb::DeletePoolRequest { pool_id: pool.id.clone(), revision: None })).await.unwrap_err();
-    assert!(in_use.message().starts_with("POOL_IN_USE:"), "{}", in_use.message());
-    let has = api.delete_load_balancer(req(&s, pb::DeleteLoadBalancerRequest { lb_id: a.id.clone(), force: false, revision: None })).await.unwrap_err();
+    let in_use = api
+        .delete_pool(req(
+            &s,
+            pb::DeletePoolRequest {
+                pool_id: pool.id.clone(),
+                revision: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        in_use.message().starts_with("POOL_IN_USE:"),
+        "{}",
+        in_use.message()
+    );
+    let has = api
+        .delete_load_balancer(req(
+            &s,
+            pb::DeleteLoadBalancerRequest {
+                lb_id: a.id.clone(),
+                force: false,
+                revision: None,
+            },
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(has.code(), Code::FailedPrecondition);
-    api.delete_load_balancer(req(&s, pb::DeleteLoadBalancerRequest { lb_id: a.id.clone(), force: true, revision: None })).await.unwrap();
-    let gone = api.get_pool(req(&s, pb::GetPoolRequest { pool_id: pool.id })).await.unwrap_err();
+    api.delete_load_balancer(req(
+        &s,
+        pb::DeleteLoadBalancerRequest {
+            lb_id: a.id.clone(),
+            force: true,
+            revision: None,
+        },
+    ))
+    .await
+    .unwrap();
+    let gone = api
+        .get_pool(req(&s, pb::GetPoolRequest { pool_id: pool.id }))
+        .await
+        .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
 }
 
@@ -88,11 +171,27 @@ async fn stale_revisions_abort_and_change_nothing() {
         revision: Some(rev),
         ..Default::default()
     };
-    let b = api.update_load_balancer(req(&s, upd(a.revision, "one"))).await.unwrap().into_inner();
+    let b = api
+        .update_load_balancer(req(&s, upd(a.revision, "one")))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(b.revision > a.revision);
-    let stale = api.update_load_balancer(req(&s, upd(a.revision, "two"))).await.unwrap_err();
+    let stale = api
+        .update_load_balancer(req(&s, upd(a.revision, "two")))
+        .await
+        .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted);
-    let now = api.get_load_balancer(req(&s, pb::GetLoadBalancerRequest { lb_id: a.id.clone() })).await.unwrap().into_inner();
+    let now = api
+        .get_load_balancer(req(
+            &s,
+            pb::GetLoadBalancerRequest {
+                lb_id: a.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(now, b);
 }
 
@@ -101,21 +200,59 @@ async fn pools_with_backends_are_not_deleted() {
     let (api, s) = api().await;
     let a = lb(&api, &s, "web").await;
     let pool = api
-        .create_pool(req(&s, pb::CreatePoolRequest { lb_id: a.id.clone(), name: "app".into(), ..Default::default() }))
+        .create_pool(req(
+            &s,
+            pb::CreatePoolRequest {
+                lb_id: a.id.clone(),
+                name: "app".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     let add = pb::AddBackendRequest {
         pool_id: pool.id.clone(),
         name: "b1".into(),
-        address: Some(pb::BackendAddress { address: Some(pb::backend_address::Address::Ip("10.0.0.1".into())) }),
+        address: Some(pb::BackendAddress {
+            address: Some(pb::backend_address::Address::Ip("10.0.0.1".into())),
+        }),
         port: 8080,
         ..Default::default()
     };
     let b = api.add_backend(req(&s, add)).await.unwrap().into_inner();
     assert_eq!(b.weight, 1);
-    let err = api.delete_pool(req(&s, pb::DeletePoolRequest { pool_id: pool.id.clone(), revision: None })).await.unwrap_err();
-    assert!(err.message().starts_with("POOL_NOT_EMPTY:"), "{}", err.message());
-    api.remove_backend(req(&s, pb::RemoveBackendRequest { backend_id: b.id, ..Default::default() })).await.unwrap();
-    api.delete_pool(req(&s, pb::DeletePoolRequest { pool_id: pool.id, revision: None })).await.unwrap();
+    let err = api
+        .delete_pool(req(
+            &s,
+            pb::DeletePoolRequest {
+                pool_id: pool.id.clone(),
+                revision: None,
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().starts_with("POOL_NOT_EMPTY:"),
+        "{}",
+        err.message()
+    );
+    api.remove_backend(req(
+        &s,
+        pb::RemoveBackendRequest {
+            backend_id: b.id,
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    api.delete_pool(req(
+        &s,
+        pb::DeletePoolRequest {
+            pool_id: pool.id,
+            revision: None,
+        },
+    ))
+    .await
+    .unwrap();
 }

@@ -32,11 +32,16 @@ impl MemoryStore {
     /// An empty store at revision 0.
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(4096);
-        Self { inner: Mutex::new(Inner::default()), events }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            events,
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
-        self.inner.lock().map_err(|_| StoreError::Unavailable("memory store poisoned".into()))
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store poisoned".into()))
     }
 }
 
@@ -82,14 +87,26 @@ impl ConfigStore for MemoryStore {
         for op in txn.ops {
             match op {
                 Op::Put { key, value } => {
-                    let create_revision = inner.kv.get(&key).map(|kv| kv.create_revision).unwrap_or(rev);
-                    let kv = KeyValue { key: key.clone(), value, create_revision, mod_revision: rev };
+                    let create_revision = inner
+                        .kv
+                        .get(&key)
+                        .map(|kv| kv.create_revision)
+                        .unwrap_or(rev);
+                    let kv = KeyValue {
+                        key: key.clone(),
+                        value,
+                        create_revision,
+                        mod_revision: rev,
+                    };
                     events.push(WatchEvent::Put(kv.clone()));
                     inner.kv.insert(key, kv);
                 }
                 Op::Delete { key } => {
                     if inner.kv.remove(&key).is_some() {
-                        events.push(WatchEvent::Delete { key, mod_revision: rev });
+                        events.push(WatchEvent::Delete {
+                            key,
+                            mod_revision: rev,
+                        });
                     }
                 }
             }
@@ -109,7 +126,10 @@ impl ConfigStore for MemoryStore {
     async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StoreError> {
         let inner = self.lock()?;
         if after < inner.revision {
-            return Err(StoreError::Compacted { requested: after, oldest: inner.revision });
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: inner.revision,
+            });
         }
         // Subscribing while holding the lock: no commit can slip between check and subscribe.
         let rx = self.events.subscribe();
@@ -126,7 +146,10 @@ impl ConfigStore for MemoryStore {
                         };
                         key.starts_with(&prefix).then_some(Ok(ev))
                     }
-                    Err(_lagged) => Some(Err(StoreError::Compacted { requested: after, oldest: after + 1 })),
+                    Err(_lagged) => Some(Err(StoreError::Compacted {
+                        requested: after,
+                        oldest: after + 1,
+                    })),
                 }
             }
         });

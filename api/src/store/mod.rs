@@ -6,9 +6,9 @@
 //! revision that created it and the one that last modified it. Optimistic concurrency is a
 //! [`Compare::ModRevision`] in the transaction that writes the object and its index keys.
 
-mod memory;
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
+mod memory;
 
 pub use memory::MemoryStore;
 
@@ -45,12 +45,18 @@ pub enum Compare {
 impl Compare {
     /// The key must not exist.
     pub fn absent(key: impl Into<String>) -> Self {
-        Compare::ModRevision { key: key.into(), revision: 0 }
+        Compare::ModRevision {
+            key: key.into(),
+            revision: 0,
+        }
     }
 
     /// The key must exist with exactly this mod revision.
     pub fn revision(key: impl Into<String>, revision: u64) -> Self {
-        Compare::ModRevision { key: key.into(), revision }
+        Compare::ModRevision {
+            key: key.into(),
+            revision,
+        }
     }
 }
 
@@ -74,7 +80,10 @@ pub enum Op {
 impl Op {
     /// Shorthand for [`Op::Put`].
     pub fn put(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        Op::Put { key: key.into(), value: value.into() }
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+        }
     }
 
     /// Shorthand for [`Op::Delete`].

@@ -46,14 +46,25 @@ pub async fn serve(
     }
 }
 
-fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
+fn text(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
-fn route<B>(req: &Request<B>, runtime: &NodeRuntime, metrics: &PrometheusHandle) -> Response<Full<Bytes>> {
+fn route<B>(
+    req: &Request<B>,
+    runtime: &NodeRuntime,
+    metrics: &PrometheusHandle,
+) -> Response<Full<Bytes>> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     match req.uri().path() {
         "/health" | "/healthz" => text(StatusCode::OK, "ok\n", PLAIN),
@@ -64,7 +75,11 @@ fn route<B>(req: &Request<B>, runtime: &NodeRuntime, metrics: &PrometheusHandle)
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n", PLAIN)
             }
         }
-        "/metrics" => text(StatusCode::OK, metrics.render(), "text/plain; version=0.0.4"),
+        "/metrics" => text(
+            StatusCode::OK,
+            metrics.render(),
+            "text/plain; version=0.0.4",
+        ),
         _ => text(StatusCode::NOT_FOUND, "not found\n", PLAIN),
     }
 }

@@ -21,21 +21,31 @@ pub const TOKEN_FILE: &str = "bootstrap-token";
 pub async fn ensure_admin(store: &Arc<dyn ConfigStore>, settings: &Settings) -> anyhow::Result<()> {
     let given = match &settings.admin.bootstrap_token_file {
         Some(p) => {
-            let s = std::fs::read_to_string(p).with_context(|| format!("admin.bootstrap_token_file {}", p.display()))?;
+            let s = std::fs::read_to_string(p)
+                .with_context(|| format!("admin.bootstrap_token_file {}", p.display()))?;
             let s = s.trim().to_string();
-            anyhow::ensure!(s.len() >= 16, "admin.bootstrap_token_file {}: token shorter than 16 characters", p.display());
+            anyhow::ensure!(
+                s.len() >= 16,
+                "admin.bootstrap_token_file {}: token shorter than 16 characters",
+                p.display()
+            );
             Some(s)
         }
         None => None,
     };
     let operator_given = given.is_some();
-    match bootstrap_admin(&Repo::new(store.clone()), given).await.context("creating the bootstrap admin token")? {
+    match bootstrap_admin(&Repo::new(store.clone()), given)
+        .await
+        .context("creating the bootstrap admin token")?
+    {
         BootstrapOutcome::Created { secret } if !operator_given => {
             let path = settings.storage.data_dir.join(TOKEN_FILE);
             write_secret(&path, &secret)?;
             tracing::info!(path = %path.display(), "bootstrap admin token written");
         }
-        BootstrapOutcome::Created { .. } => tracing::info!("bootstrap admin token taken from admin.bootstrap_token_file"),
+        BootstrapOutcome::Created { .. } => {
+            tracing::info!("bootstrap admin token taken from admin.bootstrap_token_file")
+        }
         BootstrapOutcome::AlreadyDone => {}
     }
     Ok(())

@@ -22,13 +22,27 @@ pub async fn serve(
     let s = api.services();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     use fiberlb_proto::v1::*;
-    health_reporter.set_serving::<lb_service_server::LbServiceServer<Api>>().await;
-    health_reporter.set_serving::<listener_service_server::ListenerServiceServer<Api>>().await;
-    health_reporter.set_serving::<pool_service_server::PoolServiceServer<Api>>().await;
-    health_reporter.set_serving::<backend_service_server::BackendServiceServer<Api>>().await;
-    health_reporter.set_serving::<certificate_service_server::CertificateServiceServer<Api>>().await;
-    health_reporter.set_serving::<access_service_server::AccessServiceServer<Api>>().await;
-    health_reporter.set_serving::<cluster_service_server::ClusterServiceServer<Api>>().await;
+    health_reporter
+        .set_serving::<lb_service_server::LbServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<listener_service_server::ListenerServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<pool_service_server::PoolServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<backend_service_server::BackendServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<certificate_service_server::CertificateServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<access_service_server::AccessServiceServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<cluster_service_server::ClusterServiceServer<Api>>()
+        .await;
     let reflection = match tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fiberlb_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -54,7 +68,10 @@ pub async fn serve(
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    if let Err(e) = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await {
+    if let Err(e) = router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+    {
         tracing::error!(error = %e, "gRPC server failed");
     }
 }

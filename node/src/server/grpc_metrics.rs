@@ -56,7 +56,8 @@ where
                     .unwrap_or_else(|| "Ok".to_string()),
                 Err(_) => "Unavailable".to_string(),
             };
-            metrics::counter!("fiberlb_grpc_requests_total", "method" => method, "code" => code).increment(1);
+            metrics::counter!("fiberlb_grpc_requests_total", "method" => method, "code" => code)
+                .increment(1);
             res
         })
     }

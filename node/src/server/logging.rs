@@ -7,7 +7,8 @@ use crate::settings::{LogFormat, LoggingSettings};
 
 /// Installs the global subscriber (a second call, e.g. in tests, is a no-op).
 pub fn init(s: &LoggingSettings) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&s.level).with_context(|| format!("logging.level {:?}", s.level))?;
+    let filter =
+        EnvFilter::try_new(&s.level).with_context(|| format!("logging.level {:?}", s.level))?;
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

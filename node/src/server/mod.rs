@@ -43,15 +43,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding the gRPC API to {}", settings.server.grpc_addr))?;
     let admin_listener = TcpListener::bind(settings.server.metrics_addr)
         .await
-        .with_context(|| format!("binding the admin HTTP server to {}", settings.server.metrics_addr))?;
+        .with_context(|| {
+            format!(
+                "binding the admin HTTP server to {}",
+                settings.server.metrics_addr
+            )
+        })?;
     let grpc_addr = grpc_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
     let runtime = Arc::new(NodeRuntime::new(&settings, grpc_addr, admin_addr));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let admin = tokio::spawn(admin::serve(admin_listener, runtime.clone(), metrics, stop_rx.clone()));
-    let grpc = tokio::spawn(grpc::serve(grpc_listener, store.clone(), runtime.clone(), stop_rx.clone()));
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        runtime.clone(),
+        metrics,
+        stop_rx.clone(),
+    ));
+    let grpc = tokio::spawn(grpc::serve(
+        grpc_listener,
+        store.clone(),
+        runtime.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(reap_loop(store.clone(), runtime.clone(), stop_rx.clone()));
 
     runtime.set_ready(true);
@@ -94,7 +109,11 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>>
     })
 }
 
-async fn reap_loop(store: Arc<dyn ConfigStore>, runtime: Arc<NodeRuntime>, mut stop: watch::Receiver<bool>) {
+async fn reap_loop(
+    store: Arc<dyn ConfigStore>,
+    runtime: Arc<NodeRuntime>,
+    mut stop: watch::Receiver<bool>,
+) {
     let repo = fiberlb_api::repo::Repo::new(store);
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     loop {
