@@ -28,6 +28,12 @@ const REAP_INTERVAL: Duration = Duration::from_secs(2);
 /// Runs a node until it is told to stop.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     logging::init(&settings.logging)?;
+    // Refuse rather than silently serve plaintext when the operator asked for TLS.
+    anyhow::ensure!(
+        !settings.server.tls.enabled(),
+        "server.tls: TLS for the gRPC API is not available in this build yet; remove [server.tls] \
+         or terminate TLS in front of the API"
+    );
     // Exactly one rustls provider, installed before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
