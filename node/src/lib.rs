@@ -1,7 +1,10 @@
 //! The `fiberlb` node and client: settings, the embedded store, the node runtime (gRPC API,
 //! admin HTTP) and the command-line client. `main.rs` only calls [`cli::main`].
 
+pub mod balance;
 pub mod cli;
+pub mod proxy;
+pub mod resolve;
 pub mod server;
 pub mod settings;
 pub mod store;

@@ -1,0 +1,1 @@
+//! Backend address resolution (in progress).
