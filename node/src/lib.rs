@@ -7,4 +7,6 @@ pub mod proxy;
 pub mod resolve;
 pub mod server;
 pub mod settings;
+pub mod snapshot;
+pub mod state;
 pub mod store;

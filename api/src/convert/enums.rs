@@ -253,3 +253,23 @@ pub fn credential_kind_to(k: CredentialKind) -> i32 {
         CredentialKind::ApiKey => K::ApiKey,
     }) as i32
 }
+
+/// PROXY protocol version; unspecified = none.
+pub fn proxy_protocol_from(v: i32) -> ApiResult<Option<ProxyProtocolVersion>> {
+    use pb::ProxyProtocol as P;
+    Ok(match P::try_from(v).map_err(|_| unknown("proxy_protocol", v))? {
+        P::Unspecified | P::None => None,
+        P::V1 => Some(ProxyProtocolVersion::V1),
+        P::V2 => Some(ProxyProtocolVersion::V2),
+    })
+}
+
+/// PROXY protocol version to proto.
+pub fn proxy_protocol_to(v: Option<ProxyProtocolVersion>) -> i32 {
+    use pb::ProxyProtocol as P;
+    (match v {
+        None => P::None,
+        Some(ProxyProtocolVersion::V1) => P::V1,
+        Some(ProxyProtocolVersion::V2) => P::V2,
+    }) as i32
+}

@@ -135,6 +135,7 @@ impl Pool {
             health_check: self.health_check.as_ref().map(health_check_to_proto),
             session_persistence: self.session_persistence.as_ref().map(persistence_to_proto),
             circuit_breaker: self.circuit_breaker.as_ref().map(circuit_breaker_to_proto),
+            proxy_protocol: proxy_protocol_to(self.proxy_protocol),
             enabled: self.enabled,
             created_at: self.created_at,
             updated_at: self.updated_at,

@@ -20,7 +20,7 @@ pub use listener::{
 };
 pub use load_balancer::{LbStatus, LoadBalancer};
 pub use pool::{
-    Algorithm, CheckKind, CircuitBreakerConfig, DnsRecordType, HealthCheck, PersistenceMode, Pool,
+    Algorithm, CheckKind, CircuitBreakerConfig, DnsRecordType, HealthCheck, PersistenceMode, Pool, ProxyProtocolVersion,
     SessionPersistence,
 };
 pub use token::{AccessToken, CredentialKind, TokenScope};

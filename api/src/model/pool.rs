@@ -170,6 +170,16 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
+/// PROXY protocol version sent to backends by L4 listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocolVersion {
+    /// Text header.
+    V1,
+    /// Binary header.
+    V2,
+}
+
 /// A group of backends with a balancing algorithm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
@@ -189,6 +199,9 @@ pub struct Pool {
     pub session_persistence: Option<SessionPersistence>,
     /// Circuit breaker.
     pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// PROXY protocol header for backends (L4 listeners).
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
     /// Disabled pools get no traffic.
     pub enabled: bool,
     /// Creation time (Unix ms).

@@ -8,6 +8,7 @@ use super::page::{name_key, paginate};
 use super::{audited, reply, Api};
 use crate::auth::Principal;
 use crate::convert::{
+    proxy_protocol_from,
     algorithm_from, circuit_breaker_from_proto, circuit_state_to, health_check_from_proto,
     persistence_from_proto,
 };
@@ -91,6 +92,7 @@ impl Api {
             .as_ref()
             .map(circuit_breaker_from_proto)
             .transpose()?;
+        let proxy_protocol = proxy_protocol_from(r.proxy_protocol)?;
         for _ in 0..MAX_ATTEMPTS {
             let lb = self.lb_for(p, &r.lb_id, "fiberlb:pools:create").await?;
             self.check_pool_name_free(&lb.id, &r.name).await?;
@@ -104,6 +106,7 @@ impl Api {
                 health_check: health_check.clone(),
                 session_persistence: session_persistence.clone(),
                 circuit_breaker: circuit_breaker.clone(),
+                proxy_protocol,
                 enabled: true,
                 created_at: now,
                 updated_at: now,
@@ -343,6 +346,7 @@ impl pb::pool_service_server::PoolService for Api {
                 .as_ref()
                 .map(circuit_breaker_from_proto)
                 .transpose()?;
+            let proxy_protocol = r.proxy_protocol.map(proxy_protocol_from).transpose()?;
             self.modify_pool(&p, &r.pool_id, r.revision, "update pool", |pool| {
                 if let Some(n) = &r.name {
                     pool.name = n.clone();
@@ -359,6 +363,9 @@ impl pb::pool_service_server::PoolService for Api {
                 }
                 if let Some(e) = r.enabled {
                     pool.enabled = e;
+                }
+                if let Some(v) = proxy_protocol {
+                    pool.proxy_protocol = v;
                 }
                 Ok(())
             })

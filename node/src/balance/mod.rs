@@ -5,6 +5,27 @@
 //! connection or request to pick among the endpoints that are *eligible right now*. Health
 //! changes therefore never rebuild a balancer; they only change the `eligible` mask.
 
+mod hash;
+mod ip_hash;
+mod least_conn;
+mod least_response_time;
+mod maglev;
+mod random;
+mod round_robin;
+mod weighted_round_robin;
+
+#[cfg(test)]
+mod tests;
+
+pub use hash::{fnv1a64, fnv1a64_start, stable_hash};
+pub use ip_hash::IpHash;
+pub use least_conn::{LeastConnections, WeightedLeastConnections};
+pub use least_response_time::LeastResponseTime;
+pub use maglev::{KeyMode, Maglev, DEFAULT_TABLE_SIZE};
+pub use random::Random;
+pub use round_robin::RoundRobin;
+pub use weighted_round_robin::WeightedRoundRobin;
+
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +48,7 @@ pub struct BackendStats {
 impl BackendStats {
     /// Fleet-wide active count: what least-connections compares.
     pub fn total_active(&self) -> u64 {
-        self.active.load(Ordering::Relaxed) + self.fleet_active.load(Ordering::Relaxed)
+        self.active.load(Ordering::Relaxed).saturating_add(self.fleet_active.load(Ordering::Relaxed))
     }
 
     /// Folds one latency sample into the EWMA (weight 1/8 for the new sample).
@@ -78,4 +99,62 @@ pub fn algorithm_name(a: Algorithm) -> &'static str {
         Algorithm::WeightedLeastConnections => "weighted_least_connections",
         Algorithm::Maglev => "maglev",
     }
+}
+
+/// Builds the balancer for `algorithm` over `endpoints` (in the order the caller will use
+/// for the `eligible` mask). Done once per pool per snapshot, off the hot path: Maglev and
+/// IP hash compute their lookup table here.
+pub fn build(algorithm: Algorithm, endpoints: &[Endpoint]) -> Arc<dyn Balancer> {
+    match algorithm {
+        Algorithm::RoundRobin => Arc::new(RoundRobin::new(endpoints)),
+        Algorithm::WeightedRoundRobin => Arc::new(WeightedRoundRobin::new(endpoints)),
+        Algorithm::LeastConnections => Arc::new(LeastConnections::new(endpoints)),
+        Algorithm::WeightedLeastConnections => Arc::new(WeightedLeastConnections::new(endpoints)),
+        Algorithm::IpHash => Arc::new(IpHash::new(endpoints)),
+        Algorithm::Maglev => Arc::new(Maglev::new(endpoints)),
+        Algorithm::Random => Arc::new(Random::new(endpoints)),
+        Algorithm::LeastResponseTime => Arc::new(LeastResponseTime::new(endpoints)),
+    }
+}
+
+/// The eligibility mask with the backup rule applied: the usable primaries; if no primary
+/// is usable, the usable backups. `usable(i)` says whether endpoint `i` is healthy, enabled
+/// and not draining (the caller's business); this function only adds the backup rule, so
+/// every algorithm gets it for free.
+pub fn eligible_mask(endpoints: &[Endpoint], usable: impl Fn(usize) -> bool) -> Vec<bool> {
+    let usable: Vec<bool> = (0..endpoints.len()).map(usable).collect();
+    let any_primary = endpoints.iter().zip(&usable).any(|(e, &u)| u && !e.backup);
+    endpoints
+        .iter()
+        .zip(usable)
+        .map(|(e, u)| u && (e.backup != any_primary))
+        .collect()
+}
+
+/// Whether `i` is eligible; an index past the mask counts as ineligible, so a mask of the
+/// wrong length can never make a balancer panic.
+fn is_eligible(eligible: &[bool], i: usize) -> bool {
+    eligible.get(i).copied().unwrap_or(false)
+}
+
+/// Number of eligible endpoints among the first `n`.
+fn eligible_count(eligible: &[bool], n: usize) -> usize {
+    eligible.iter().take(n).filter(|&&e| e).count()
+}
+
+/// Index of the `k`-th (0-based) eligible endpoint among the first `n`.
+fn nth_eligible(eligible: &[bool], n: usize, k: usize) -> Option<usize> {
+    eligible
+        .iter()
+        .take(n)
+        .enumerate()
+        .filter(|(_, &e)| e)
+        .nth(k)
+        .map(|(i, _)| i)
+}
+
+/// Weight used by the weighted algorithms: the API allows 1-100, and a 0 that slipped
+/// through is treated as 1 so no algorithm divides by zero or starves a backend forever.
+fn weight_of(e: &Endpoint) -> u64 {
+    u64::from(e.weight.max(1))
 }

@@ -1,4 +1,5 @@
-//! Global client options and the authenticated gRPC connection to a node.
+//! Global client options and the authenticated gRPC connection to a node: plaintext for
+//! `http://` endpoints, TLS (optionally with a client certificate) for `https://` ones.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,10 +11,12 @@ use fiberlb_proto::v1::cluster_service_client::ClusterServiceClient;
 use fiberlb_proto::v1::lb_service_client::LbServiceClient;
 use fiberlb_proto::v1::listener_service_client::ListenerServiceClient;
 use fiberlb_proto::v1::pool_service_client::PoolServiceClient;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::error::{with_causes, CliError};
 use super::output::Format;
@@ -23,7 +26,7 @@ use super::output::Format;
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Global options")]
 pub struct ClientOpts {
-    /// gRPC endpoint of any fiberlb node.
+    /// gRPC endpoint of any fiberlb node; `https://` uses TLS.
     #[arg(
         long,
         env = "FIBERLB_ENDPOINT",
@@ -50,6 +53,21 @@ pub struct ClientOpts {
     /// Limit, in seconds, on connecting and on each call.
     #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub timeout_seconds: u64,
+    /// PEM CA bundle that signed the node's certificate, trusted instead of the built-in
+    /// public (Mozilla) roots for an `https://` endpoint.
+    #[arg(long, env = "FIBERLB_CA_FILE", value_name = "PEM", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, for nodes that require client certificates (mTLS);
+    /// needs --client-key.
+    #[arg(long, env = "FIBERLB_CLIENT_CERT", value_name = "PEM", global = true)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "FIBERLB_CLIENT_KEY", value_name = "PEM", global = true)]
+    pub client_key: Option<PathBuf>,
+    /// Name the node's certificate must be valid for (also sent as SNI), when it differs
+    /// from the endpoint's host, e.g. when dialling a node by IP address.
+    #[arg(long, env = "FIBERLB_TLS_SERVER_NAME", value_name = "NAME", global = true)]
+    pub tls_server_name: Option<String>,
 }
 
 /// Adds the credential to every call.
@@ -98,10 +116,19 @@ impl Api {
     pub async fn connect(opts: &ClientOpts) -> Result<Api, CliError> {
         let auth = credentials(opts)?;
         let timeout = Duration::from_secs(opts.timeout_seconds);
-        let endpoint = Endpoint::from_shared(opts.endpoint.clone())
+        let mut endpoint = Endpoint::from_shared(opts.endpoint.clone())
             .map_err(|e| CliError::invalid(format!("invalid endpoint {:?}: {e}", opts.endpoint)))?
             .connect_timeout(timeout)
             .timeout(timeout);
+        let https = endpoint.uri().scheme_str() == Some("https");
+        if let Some(tls) = client_tls(opts, https, timeout)? {
+            endpoint = endpoint.tls_config(tls).map_err(|e| {
+                CliError::invalid(format!(
+                    "TLS settings (--ca-file, --client-cert, --client-key): {}",
+                    with_causes(&e)
+                ))
+            })?;
+        }
         let connect_err = |reason: String| CliError::Connect {
             endpoint: opts.endpoint.clone(),
             reason,
@@ -127,6 +154,86 @@ impl Api {
             cluster: ClusterServiceClient::new(svc(&channel)),
         })
     }
+}
+
+/// TLS for an `https://` endpoint (`None` for plaintext). The PEM files are parsed here so
+/// that a wrong one is reported by its flag rather than as a failed handshake.
+fn client_tls(
+    opts: &ClientOpts,
+    https: bool,
+    handshake_timeout: Duration,
+) -> Result<Option<ClientTlsConfig>, CliError> {
+    if !https {
+        let given = [
+            (opts.ca_file.is_some(), "--ca-file"),
+            (opts.client_cert.is_some(), "--client-cert"),
+            (opts.client_key.is_some(), "--client-key"),
+            (opts.tls_server_name.is_some(), "--tls-server-name"),
+        ];
+        // A TLS option with a plaintext endpoint is a mistake; sending the credential in
+        // the clear instead would be worse than refusing.
+        if let Some((_, flag)) = given.iter().find(|(set, _)| *set) {
+            return Err(CliError::invalid(format!(
+                "{flag} needs an https:// endpoint, got {}",
+                opts.endpoint
+            )));
+        }
+        return Ok(None);
+    }
+    let mut tls = ClientTlsConfig::new().timeout(handshake_timeout);
+    tls = match &opts.ca_file {
+        Some(path) => {
+            let pem = read_pem(path)?;
+            certificates(path, &pem, "--ca-file")?;
+            tls.ca_certificate(Certificate::from_pem(pem))
+        }
+        // Compiled-in roots: the same on every machine and no file system lookups.
+        None => tls.with_webpki_roots(),
+    };
+    match (&opts.client_cert, &opts.client_key) {
+        (Some(cert_path), Some(key_path)) => {
+            let cert = read_pem(cert_path)?;
+            certificates(cert_path, &cert, "--client-cert")?;
+            let key = read_pem(key_path)?;
+            PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                CliError::invalid(format!(
+                    "--client-key {}: no usable PEM private key: {e}",
+                    key_path.display()
+                ))
+            })?;
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        (None, None) => {}
+        (Some(_), None) => return Err(CliError::invalid("--client-cert needs --client-key")),
+        (None, Some(_)) => return Err(CliError::invalid("--client-key needs --client-cert")),
+    }
+    if let Some(name) = &opts.tls_server_name {
+        ServerName::try_from(name.as_str()).map_err(|e| {
+            CliError::invalid(format!("--tls-server-name {name:?}: {e}"))
+        })?;
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(Some(tls))
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| CliError::io(path, e))
+}
+
+/// Checks that `pem` (the content of `path`, given with `flag`) holds certificates.
+fn certificates(path: &Path, pem: &[u8], flag: &str) -> Result<(), CliError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            CliError::invalid(format!("{flag} {}: not valid PEM: {e}", path.display()))
+        })?;
+    if certs.is_empty() {
+        return Err(CliError::invalid(format!(
+            "{flag} {}: no PEM CERTIFICATE block found",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The credential to send: `--token`/`--api-key` when given, else the node's bootstrap
@@ -192,6 +299,10 @@ mod tests {
             data_dir: Some(dir.to_path_buf()),
             output: Format::Table,
             timeout_seconds: 1,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            tls_server_name: None,
         }
     }
 
@@ -213,6 +324,87 @@ mod tests {
         let auth = credentials(&o).unwrap();
         assert!(auth.bearer.is_none());
         assert_eq!(auth.api_key.unwrap().to_str().unwrap(), "k");
+    }
+
+    #[test]
+    fn tls_flags_parse_as_global_options() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "fiberlb",
+            "lb",
+            "list",
+            "--endpoint",
+            "https://10.0.0.1:6300",
+            "--ca-file",
+            "/ca.pem",
+            "--client-cert",
+            "/c.pem",
+            "--client-key",
+            "/k.pem",
+            "--tls-server-name",
+            "api.example.com",
+        ])
+        .unwrap();
+        let o = &cli.opts;
+        assert_eq!(o.ca_file.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(o.client_cert.as_deref(), Some(Path::new("/c.pem")));
+        assert_eq!(o.client_key.as_deref(), Some(Path::new("/k.pem")));
+        assert_eq!(o.tls_server_name.as_deref(), Some("api.example.com"));
+    }
+
+    #[test]
+    fn plaintext_endpoints_refuse_tls_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_secs(1);
+        assert!(client_tls(&opts(dir.path()), false, t).unwrap().is_none());
+        let mut o = opts(dir.path());
+        o.ca_file = Some("/ca.pem".into());
+        let e = client_tls(&o, false, t).unwrap_err().to_string();
+        assert!(e.starts_with("--ca-file needs an https:// endpoint"), "{e}");
+        let mut o = opts(dir.path());
+        o.tls_server_name = Some("x".into());
+        assert!(client_tls(&o, false, t).is_err());
+    }
+
+    #[test]
+    fn https_checks_its_files_and_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_secs(1);
+        let mut o = opts(dir.path());
+        o.endpoint = "https://127.0.0.1:1".into();
+        // No flags: the built-in roots, accepted by tonic.
+        let tls = client_tls(&o, true, t).unwrap().unwrap();
+        assert!(Endpoint::from_static("https://127.0.0.1:1")
+            .tls_config(tls)
+            .is_ok());
+
+        let missing = dir.path().join("missing.pem");
+        o.ca_file = Some(missing.clone());
+        let e = client_tls(&o, true, t).unwrap_err().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "junk").unwrap();
+        o.ca_file = Some(junk.clone());
+        let e = client_tls(&o, true, t).unwrap_err().to_string();
+        assert!(e.starts_with("--ca-file "), "{e}");
+        assert!(e.contains("no PEM CERTIFICATE block"), "{e}");
+
+        o.ca_file = None;
+        o.client_cert = Some(junk.clone());
+        let e = client_tls(&o, true, t).unwrap_err().to_string();
+        assert_eq!(e, "--client-cert needs --client-key");
+        o.client_key = Some(junk.clone());
+        let e = client_tls(&o, true, t).unwrap_err().to_string();
+        assert!(e.starts_with("--client-cert "), "{e}");
+
+        o.client_cert = None;
+        o.client_key = None;
+        o.tls_server_name = Some("not a name!".into());
+        let e = client_tls(&o, true, t).unwrap_err().to_string();
+        assert!(e.starts_with("--tls-server-name"), "{e}");
+        o.tls_server_name = Some("api.example.com".into());
+        assert!(client_tls(&o, true, t).unwrap().is_some());
     }
 
     #[test]

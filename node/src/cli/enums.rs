@@ -62,6 +62,18 @@ macro_rules! proto_enum {
 }
 
 proto_enum! {
+    /// PROXY protocol header sent to a pool's backends.
+    ProxyProtocol: ProxyProtocol {
+        /// No header.
+        None => None, "none";
+        /// Text header (v1).
+        V1 => V1, "v1";
+        /// Binary header (v2).
+        V2 => V2, "v2";
+    }
+}
+
+proto_enum! {
     /// Lifecycle state of a load balancer.
     LbStatus: LbStatus {
         /// Being provisioned.

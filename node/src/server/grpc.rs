@@ -1,4 +1,5 @@
-//! The gRPC API server: the `fiberlb.v1` services, `grpc.health.v1` and server reflection.
+//! The gRPC API server: the `fiberlb.v1` services, `grpc.health.v1` and server reflection,
+//! over plaintext or TLS as the `server` builder from [`super::tls::grpc_server`] says.
 
 use std::sync::Arc;
 
@@ -7,13 +8,16 @@ use fiberlb_api::store::ConfigStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
 
 use super::grpc_metrics::GrpcMetricsLayer;
 use super::runtime::NodeRuntime;
 
-/// Serves until `stop` turns true, then finishes in-flight calls.
+/// Serves until `stop` turns true, then finishes in-flight calls. `server` carries the
+/// transport settings (TLS) checked at start-up; the services are added here.
 pub async fn serve(
     listener: TcpListener,
+    server: Server,
     store: Arc<dyn ConfigStore>,
     runtime: Arc<NodeRuntime>,
     mut stop: watch::Receiver<bool>,
@@ -54,7 +58,7 @@ pub async fn serve(
             None
         }
     };
-    let router = tonic::transport::Server::builder()
+    let router = server
         .layer(GrpcMetricsLayer)
         .add_service(health)
         .add_optional_service(reflection)

@@ -4,10 +4,12 @@
 
 mod admin;
 mod bootstrap;
+mod dataplane;
 mod grpc;
 mod grpc_metrics;
 mod logging;
 mod runtime;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +30,10 @@ const REAP_INTERVAL: Duration = Duration::from_secs(2);
 /// Runs a node until it is told to stop.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     logging::init(&settings.logging)?;
-    // Refuse rather than silently serve plaintext when the operator asked for TLS.
-    anyhow::ensure!(
-        !settings.server.tls.enabled(),
-        "server.tls: TLS for the gRPC API is not available in this build yet; remove [server.tls] \
-         or terminate TLS in front of the API"
-    );
     // Exactly one rustls provider, installed before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // [server.tls] files are checked before anything starts: a bad one names itself.
+    let grpc_server = tls::grpc_server(&settings.server.tls)?;
 
     let store = open_store(&settings).await?;
     bootstrap::ensure_admin(&store, &settings).await?;
@@ -60,6 +58,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let runtime = Arc::new(NodeRuntime::new(&settings, grpc_addr, admin_addr));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let data_plane = dataplane::start(&settings, store.clone(), runtime.clone(), stop_rx.clone());
 
     let admin = tokio::spawn(admin::serve(
         admin_listener,
@@ -69,6 +68,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
     let grpc = tokio::spawn(grpc::serve(
         grpc_listener,
+        grpc_server,
         store.clone(),
         runtime.clone(),
         stop_rx.clone(),
@@ -85,6 +85,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.set_ready(false);
     let _ = stop_tx.send(true);
     let grace = settings.proxy.drain_grace();
+    data_plane.drain(grace).await;
     match tokio::time::timeout(grace, async {
         let _ = grpc.await;
         let _ = admin.await;

@@ -4,11 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use fiberlb_api::model::{now_ms, Backend, CircuitState, HealthStatus, Pool};
 use fiberlb_api::runtime::{NodeInfo, RuntimeView, StaticRuntime};
 
 use crate::settings::Settings;
+use crate::snapshot::SnapshotCell;
+use crate::state::RuntimeState;
 
 /// Node-wide flags and facts.
 pub struct NodeRuntime {
@@ -16,6 +19,7 @@ pub struct NodeRuntime {
     ready: AtomicBool,
     store_up: AtomicBool,
     health: StaticRuntime,
+    data_plane: OnceLock<(Arc<RuntimeState>, Arc<SnapshotCell>)>,
 }
 
 impl NodeRuntime {
@@ -33,6 +37,7 @@ impl NodeRuntime {
             ready: AtomicBool::new(false),
             store_up: AtomicBool::new(true),
             health: StaticRuntime::default(),
+            data_plane: OnceLock::new(),
         }
     }
 
@@ -46,6 +51,11 @@ impl NodeRuntime {
         self.ready.load(Ordering::SeqCst)
     }
 
+    /// Connects the data plane's runtime state and snapshot, once.
+    pub fn attach(&self, state: Arc<RuntimeState>, cell: Arc<SnapshotCell>) {
+        let _ = self.data_plane.set((state, cell));
+    }
+
     /// Records whether the last store access worked.
     pub fn set_store_up(&self, up: bool) {
         self.store_up.store(up, Ordering::SeqCst);
@@ -54,7 +64,10 @@ impl NodeRuntime {
 
 impl RuntimeView for NodeRuntime {
     fn backend_health(&self, pool: &Pool, backend: &Backend) -> HealthStatus {
-        self.health.backend_health(pool, backend)
+        match self.data_plane.get().and_then(|(s, _)| s.get(&backend.id)) {
+            Some(b) => HealthStatus { healthy: b.is_healthy(pool.has_active_check()), ..Default::default() },
+            None => self.health.backend_health(pool, backend),
+        }
     }
 
     fn circuit_state(&self, backend_id: &str) -> CircuitState {
@@ -64,6 +77,7 @@ impl RuntimeView for NodeRuntime {
     fn node_info(&self) -> NodeInfo {
         NodeInfo {
             ready: self.is_ready(),
+            snapshot_revision: self.data_plane.get().map(|(_, c)| c.load().revision).unwrap_or(0),
             store_up: self.store_up.load(Ordering::SeqCst),
             ..self.info.clone()
         }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::health_flags::{CircuitFlags, HealthFlags, PersistenceFlags};
 use crate::cli::args::{collect, Paging};
 use crate::cli::conn::Api;
-use crate::cli::enums::Algorithm;
+use crate::cli::enums::{Algorithm, ProxyProtocol};
 use crate::cli::error::CliError;
 use crate::cli::output::{print_done, print_list, print_object, Column, Format};
 
@@ -30,6 +30,9 @@ pub enum PoolCmd {
         persistence: PersistenceFlags,
         #[command(flatten)]
         circuit: CircuitFlags,
+        /// PROXY protocol header sent to backends by L4 listeners (default none).
+        #[arg(long, value_enum)]
+        proxy_protocol: Option<ProxyProtocol>,
     },
     /// Show a pool.
     Get {
@@ -64,6 +67,9 @@ pub enum PoolCmd {
         persistence: PersistenceFlags,
         #[command(flatten)]
         circuit: CircuitFlags,
+        /// PROXY protocol header sent to backends by L4 listeners.
+        #[arg(long, value_enum)]
+        proxy_protocol: Option<ProxyProtocol>,
         /// Fail unless the pool is still at this revision.
         #[arg(long)]
         revision: Option<u64>,
@@ -132,6 +138,7 @@ pub async fn run(api: Api, cmd: PoolCmd, fmt: Format) -> Result<(), CliError> {
             health,
             persistence,
             circuit,
+            proxy_protocol,
         } => {
             let req = pv::CreatePoolRequest {
                 lb_id: lb,
@@ -140,6 +147,7 @@ pub async fn run(api: Api, cmd: PoolCmd, fmt: Format) -> Result<(), CliError> {
                 health_check: health.to_proto()?,
                 session_persistence: persistence.apply_to(None),
                 circuit_breaker: circuit.apply_to(None),
+                proxy_protocol: proxy_protocol.map_or(0, |p| p.to_proto()),
             };
             print_object(fmt, &c.create_pool(req).await?.into_inner())
         }
@@ -186,6 +194,7 @@ pub async fn run(api: Api, cmd: PoolCmd, fmt: Format) -> Result<(), CliError> {
             enabled,
             persistence,
             circuit,
+            proxy_protocol,
             revision,
         } => {
             // The API replaces persistence and breaker settings whole: start from the
@@ -209,6 +218,7 @@ pub async fn run(api: Api, cmd: PoolCmd, fmt: Format) -> Result<(), CliError> {
                 circuit_breaker,
                 enabled,
                 revision,
+                proxy_protocol: proxy_protocol.map(|p| p.to_proto()),
             };
             print_object(fmt, &c.update_pool(req).await?.into_inner())
         }

@@ -114,6 +114,7 @@ impl Executor<'_> {
             health_check: spec.health_check.as_ref().map(requests::health_check),
             session_persistence: spec.session_persistence.as_ref().map(requests::persistence),
             circuit_breaker: spec.circuit_breaker.as_ref().map(requests::circuit_breaker),
+            proxy_protocol: 0,
         };
         let r = self.api.pool.clone().create_pool(req).await?.into_inner();
         self.seen(&r.id, r.revision);
@@ -148,6 +149,7 @@ impl Executor<'_> {
                     .map(requests::circuit_breaker),
                 enabled: delta.enabled,
                 revision: self.rev(id),
+                proxy_protocol: None,
             };
             let r = self.api.pool.clone().update_pool(req).await?.into_inner();
             self.seen(&r.id, r.revision);

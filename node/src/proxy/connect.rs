@@ -1,0 +1,167 @@
+//! Choosing a backend of a pool and connecting to it, trying other backends when a
+//! connect fails (a refused or timed-out connect is safe to retry: nothing was sent).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use crate::balance::PickContext;
+use crate::resolve::{Lookup, Resolver};
+use crate::snapshot::{PoolPlan, Snapshot};
+use crate::state::BackendState;
+
+/// Connect attempts per client connection (distinct backends).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Why no backend connection could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The listener has no pool to send to.
+    #[error("no pool configured")]
+    NoPool,
+    /// The pool does not exist or is disabled.
+    #[error("pool {0} is missing or disabled")]
+    PoolUnavailable(String),
+    /// No backend is eligible.
+    #[error("no healthy backend in pool {0}")]
+    NoHealthyBackend(String),
+    /// Every attempt failed; the last error.
+    #[error("connecting to backends of pool {pool} failed: {last}")]
+    Failed {
+        /// Pool id.
+        pool: String,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// A connected backend, holding its active-connection count until dropped.
+#[derive(Debug)]
+pub struct BackendConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// The pool it came from (same snapshot as the choice).
+    pub plan: Arc<PoolPlan>,
+    /// Index of the backend in `plan`.
+    pub index: usize,
+    /// Where it connected.
+    pub addr: SocketAddr,
+    /// Its runtime state.
+    pub state: Arc<BackendState>,
+}
+
+impl Drop for BackendConn {
+    fn drop(&mut self) {
+        self.state.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Socket options applied to both sides of a proxied connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketOptions {
+    /// TCP_NODELAY.
+    pub nodelay: bool,
+    /// SO_KEEPALIVE idle time.
+    pub keepalive: Option<Duration>,
+    /// Backend connect timeout.
+    pub connect_timeout: Duration,
+}
+
+impl SocketOptions {
+    /// Applies the options to a socket; failures only lose the option, so they are logged.
+    pub fn apply(&self, s: &TcpStream) {
+        if let Err(e) = s.set_nodelay(self.nodelay) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+        if let Some(idle) = self.keepalive {
+            let ka = socket2::TcpKeepalive::new().with_time(idle);
+            if let Err(e) = socket2::SockRef::from(s).set_tcp_keepalive(&ka) {
+                tracing::debug!(error = %e, "SO_KEEPALIVE");
+            }
+        }
+    }
+}
+
+/// Outcome of one pick.
+pub enum Picked {
+    /// Backend index and the address to use.
+    Addr(usize, SocketAddr),
+    /// A backend was picked but has no usable address (why); it is now excluded.
+    Unusable(String),
+    /// Nothing eligible is left.
+    Nothing,
+}
+
+/// Picks an eligible backend and resolves it (from cache, never waiting); the picked
+/// backend is removed from `eligible` so a retry picks another.
+pub fn pick_addr(plan: &PoolPlan, eligible: &mut [bool], ctx: &PickContext, resolver: &Resolver) -> Picked {
+    let Some(i) = plan.balancer.pick(ctx, eligible) else { return Picked::Nothing };
+    eligible[i] = false;
+    let b = &plan.backends[i];
+    match resolver.lookup(&b.address, b.port) {
+        Lookup::Ready(addrs) => match addrs.first() {
+            Some(a) => Picked::Addr(i, *a),
+            None => Picked::Unusable(format!("backend {} resolved to no address", b.name)),
+        },
+        Lookup::Pending => Picked::Unusable(format!("backend {} address is still being resolved", b.name)),
+        Lookup::Failed(e) => Picked::Unusable(format!("backend {}: {e}", b.name)),
+    }
+}
+
+/// The enabled pool `pool_id` of a snapshot.
+pub fn pool_plan(snapshot: &Snapshot, pool_id: Option<&str>) -> Result<Arc<PoolPlan>, ConnectError> {
+    let pool_id = pool_id.ok_or(ConnectError::NoPool)?;
+    snapshot
+        .pools
+        .get(pool_id)
+        .filter(|p| p.pool.enabled)
+        .cloned()
+        .ok_or_else(|| ConnectError::PoolUnavailable(pool_id.to_string()))
+}
+
+/// Picks a backend of `pool_id` for `client` and connects, trying up to three backends.
+pub async fn connect(
+    snapshot: &Snapshot,
+    pool_id: Option<&str>,
+    client: SocketAddr,
+    resolver: &Resolver,
+    opts: SocketOptions,
+) -> Result<BackendConn, ConnectError> {
+    let plan = pool_plan(snapshot, pool_id)?;
+    let pool_id = plan.pool.id.as_str();
+    let mut eligible = plan.eligible();
+    let ctx = PickContext { client };
+    let mut last = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let (i, addr) = match pick_addr(&plan, &mut eligible, &ctx, resolver) {
+            Picked::Addr(i, a) => (i, a),
+            Picked::Unusable(why) => {
+                last = Some(why);
+                continue;
+            }
+            Picked::Nothing => break,
+        };
+        let b = &plan.backends[i];
+        let state = plan.states[i].clone();
+        state.stats.active.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                state.stats.observe_latency(started.elapsed());
+                opts.apply(&stream);
+                return Ok(BackendConn { stream, plan: plan.clone(), index: i, addr, state });
+            }
+            Ok(Err(e)) => last = Some(format!("{} ({addr}): {e}", b.name)),
+            Err(_) => last = Some(format!("{} ({addr}): connect timed out after {:?}", b.name, opts.connect_timeout)),
+        }
+        state.stats.active.fetch_sub(1, Ordering::Relaxed);
+        metrics::counter!("fiberlb_backend_connect_failures_total", "backend" => b.id.clone()).increment(1);
+    }
+    match last {
+        Some(last) => Err(ConnectError::Failed { pool: pool_id.to_string(), last }),
+        None => Err(ConnectError::NoHealthyBackend(pool_id.to_string())),
+    }
+}

@@ -1,0 +1,201 @@
+//! Bidirectional TCP splicing that holds no buffer while a connection is idle.
+//!
+//! Each direction waits for readability first and only then borrows a buffer from a
+//! per-thread pool, so thousands of idle proxied connections cost a task and two sockets,
+//! not 2 × 64 KiB. Half-close is forwarded (EOF on one side shuts down writing on the
+//! other) and the copy ends on an error in either direction, on the idle timeout, or when
+//! `cancel` fires (drain deadline, shutdown).
+
+use std::cell::RefCell;
+use std::io;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Buffers kept per thread for reuse.
+const POOL_DEPTH: usize = 64;
+
+thread_local! {
+    static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+pub(crate) fn take_buffer(size: usize) -> Vec<u8> {
+    BUFFERS
+        .with(|b| b.borrow_mut().pop())
+        .filter(|v| v.len() == size)
+        .unwrap_or_else(|| vec![0u8; size])
+}
+
+pub(crate) fn give_buffer(buf: Vec<u8>) {
+    BUFFERS.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < POOL_DEPTH {
+            b.push(buf);
+        }
+    });
+}
+
+/// Why a copy ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CopyEnd {
+    /// Both directions reached EOF.
+    Done,
+    /// Nothing moved for the idle timeout.
+    Idle,
+    /// Cancelled from outside.
+    Cancelled,
+}
+
+/// Bytes moved in each direction.
+#[derive(Debug, Default)]
+pub struct Transferred {
+    /// Client → backend.
+    pub to_backend: AtomicU64,
+    /// Backend → client.
+    pub to_client: AtomicU64,
+}
+
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+async fn pump(src: &TcpStream, dst: &TcpStream, buf_size: usize, moved: &AtomicU64, act: &Activity) -> io::Result<()> {
+    loop {
+        src.readable().await?;
+        let mut buf = take_buffer(buf_size);
+        let n = match src.try_read(&mut buf) {
+            Ok(0) => {
+                give_buffer(buf);
+                // Forward the half-close; the other direction may still be talking.
+                let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                give_buffer(buf);
+                continue;
+            }
+            Err(e) => {
+                give_buffer(buf);
+                return Err(e);
+            }
+        };
+        act.touch();
+        let mut off = 0;
+        while off < n {
+            dst.writable().await?;
+            match dst.try_write(&buf[off..n]) {
+                Ok(k) => off += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    give_buffer(buf);
+                    return Err(e);
+                }
+            }
+        }
+        give_buffer(buf);
+        moved.fetch_add(n as u64, Ordering::Relaxed);
+        act.touch();
+    }
+}
+
+/// Copies between `client` and `backend` until both sides are done, one fails, the
+/// connection idles for `idle`, or `cancel` fires.
+pub async fn splice(
+    client: &TcpStream,
+    backend: &TcpStream,
+    buf_size: usize,
+    idle: Duration,
+    cancel: &CancellationToken,
+    moved: &Transferred,
+) -> io::Result<CopyEnd> {
+    let act = Activity { start: Instant::now(), last_ms: AtomicU64::new(0) };
+    let both = futures::future::try_join(
+        pump(client, backend, buf_size, &moved.to_backend, &act),
+        pump(backend, client, buf_size, &moved.to_client, &act),
+    );
+    let watchdog = async {
+        loop {
+            let last = Duration::from_millis(act.last_ms.load(Ordering::Relaxed));
+            let since = act.start.elapsed().saturating_sub(last);
+            if since >= idle {
+                return;
+            }
+            tokio::time::sleep(idle - since).await;
+        }
+    };
+    tokio::select! {
+        r = both => r.map(|_| CopyEnd::Done),
+        _ = watchdog => Ok(CopyEnd::Idle),
+        _ = cancel.cancelled() => Ok(CopyEnd::Cancelled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn copies_both_ways_with_half_close() {
+        // client_app <-> (c_near, c_far) proxy (b_near, b_far) <-> backend_app
+        let (mut client_app, c_far) = pair().await;
+        let (b_near, mut backend_app) = pair().await;
+        let moved = Transferred::default();
+        let cancel = CancellationToken::new();
+        let proxy = async { splice(&c_far, &b_near, 1024, Duration::from_secs(5), &cancel, &moved).await };
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let apps = async {
+            client_app.write_all(&payload).await.unwrap();
+            client_app.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            backend_app.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, payload);
+            backend_app.write_all(b"reply after half-close").await.unwrap();
+            backend_app.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client_app.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"reply after half-close");
+        };
+        let (end, ()) = tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(proxy, apps) }).await.unwrap();
+        assert_eq!(end.unwrap(), CopyEnd::Done);
+        assert_eq!(moved.to_backend.load(Ordering::Relaxed), payload.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn idle_and_cancel_end_the_copy() {
+        let (_client_app, c_far) = pair().await;
+        let (b_near, _backend_app) = pair().await;
+        let moved = Transferred::default();
+        let cancel = CancellationToken::new();
+        let end = tokio::time::timeout(
+            Duration::from_secs(5),
+            splice(&c_far, &b_near, 1024, Duration::from_millis(100), &cancel, &moved),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(end, CopyEnd::Idle);
+        cancel.cancel();
+        let end = splice(&c_far, &b_near, 1024, Duration::from_secs(60), &cancel, &moved).await.unwrap();
+        assert_eq!(end, CopyEnd::Cancelled);
+    }
+}

@@ -1,0 +1,79 @@
+//! L4 TCP (and the splice half of TLS passthrough): pick a backend, connect, optionally
+//! send a PROXY protocol header, then copy bytes both ways until both sides are done.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fiberlb_api::model::{Listener, LoadBalancer, ProxyProtocolVersion};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::connect::{connect, BackendConn};
+use super::context::ProxyContext;
+use super::copy::{splice, CopyEnd, Transferred};
+use super::proxy_protocol;
+
+/// Handles one accepted TCP connection of a `Tcp` listener.
+pub async fn handle(ctx: &ProxyContext, listener_id: &str, client: TcpStream, peer: SocketAddr) {
+    let snapshot = ctx.cell.load();
+    let Some((l, lb)) = snapshot.active_listener(listener_id) else { return };
+    let (l, lb) = (l.clone(), lb.clone());
+    let pool = l.default_pool_id.as_deref().or(lb.default_pool_id.as_deref());
+    let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(listener = %l.name, lb = %lb.name, client = %peer, error = %e, "no backend for connection");
+            return;
+        }
+    };
+    drop(snapshot);
+    relay(ctx, &l, &lb, client, peer, backend, &[]).await;
+}
+
+/// Sends the PROXY header and `preface` (bytes already read from the client), then splices.
+pub async fn relay(
+    ctx: &ProxyContext,
+    l: &Listener,
+    lb: &LoadBalancer,
+    client: TcpStream,
+    peer: SocketAddr,
+    mut backend: BackendConn,
+    preface: &[u8],
+) {
+    ctx.sockets.apply(&client);
+    let b = &backend.plan.backends[backend.index];
+    let labels = [("lb", lb.id.clone()), ("listener", l.id.clone()), ("backend", b.id.clone())];
+    metrics::counter!("fiberlb_connections_total", &labels).increment(1);
+    let active = metrics::gauge!("fiberlb_connections_active", &labels);
+    active.increment(1.0);
+    let mut header = Vec::new();
+    if let Some(v) = backend.plan.pool.proxy_protocol {
+        let local = client.local_addr().unwrap_or(peer);
+        header = match v {
+            ProxyProtocolVersion::V1 => proxy_protocol::encode(proxy_protocol::Version::V1, peer, local),
+            ProxyProtocolVersion::V2 => proxy_protocol::encode(proxy_protocol::Version::V2, peer, local),
+        };
+    }
+    header.extend_from_slice(preface);
+    let moved = Transferred::default();
+    let result = async {
+        if !header.is_empty() {
+            backend.stream.write_all(&header).await?;
+        }
+        let cancel = backend.state.close_token();
+        let idle = Duration::from_millis(u64::from(l.timeout_client_ms.max(1)));
+        tokio::select! {
+            r = splice(&client, &backend.stream, ctx.buffer_size, idle, &cancel, &moved) => r,
+            _ = ctx.shutdown.cancelled() => Ok(CopyEnd::Cancelled),
+        }
+    }
+    .await;
+    active.decrement(1.0);
+    let (to_b, to_c) = (moved.to_backend.into_inner(), moved.to_client.into_inner());
+    metrics::counter!("fiberlb_bytes_in_total", &labels).increment(to_b);
+    metrics::counter!("fiberlb_bytes_out_total", &labels).increment(to_c);
+    match result {
+        Ok(end) => tracing::debug!(client = %peer, backend = %backend.addr, ?end, to_b, to_c, "connection closed"),
+        Err(e) => tracing::debug!(client = %peer, backend = %backend.addr, error = %e, "connection ended with an error"),
+    }
+}

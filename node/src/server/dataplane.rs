@@ -1,0 +1,91 @@
+//! Starting and draining the data plane: the snapshot watcher, the listener manager and
+//! the resolver's list of names to keep fresh.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fiberlb_api::model::BackendAddress;
+use fiberlb_api::store::ConfigStore;
+use tokio::sync::watch;
+
+use super::runtime::NodeRuntime;
+use crate::proxy::{listeners, ProxyContext};
+use crate::resolve::{Resolver, ResolverConfig};
+use crate::settings::Settings;
+use crate::snapshot::{watch_store, SnapshotCell};
+use crate::state::RuntimeState;
+
+/// The running data plane.
+pub struct DataPlane {
+    /// Per-backend runtime state.
+    pub state: Arc<RuntimeState>,
+    ctx: ProxyContext,
+}
+
+/// Starts the data plane; it stops accepting when `stop` turns true.
+pub fn start(
+    settings: &Settings,
+    store: Arc<dyn ConfigStore>,
+    runtime: Arc<NodeRuntime>,
+    stop: watch::Receiver<bool>,
+) -> DataPlane {
+    let state = Arc::new(RuntimeState::default());
+    let cell = Arc::new(SnapshotCell::default());
+    let resolver = Resolver::new(ResolverConfig {
+        plasmavmc_endpoint: settings.plasmavmc.endpoint.clone(),
+        vm_cache_ttl: Duration::from_secs(settings.plasmavmc.cache_ttl_seconds.max(1)),
+        ..ResolverConfig::default()
+    });
+    let ctx = ProxyContext::new(cell.clone(), resolver.clone(), &settings.proxy);
+    runtime.attach(state.clone(), cell.clone());
+    let up = runtime.clone();
+    tokio::spawn(watch_store(store, cell.clone(), state.clone(), move |ok| up.set_store_up(ok), stop.clone()));
+    tokio::spawn(listeners::run(ctx.clone(), settings.proxy.bind_address, stop.clone()));
+    tokio::spawn(keep_names_fresh(cell, resolver, stop));
+    DataPlane { state, ctx }
+}
+
+/// Tells the resolver which host names and VM ids the configuration uses.
+async fn keep_names_fresh(cell: Arc<SnapshotCell>, resolver: Resolver, mut stop: watch::Receiver<bool>) {
+    let mut changed = cell.subscribe();
+    loop {
+        let snapshot = cell.load();
+        let wanted: Vec<BackendAddress> = snapshot
+            .pools
+            .values()
+            .flat_map(|p| p.backends.iter())
+            .filter(|b| !matches!(b.address, BackendAddress::Ip(_)))
+            .map(|b| b.address.clone())
+            .collect();
+        for b in snapshot.pools.values().flat_map(|p| p.backends.iter()) {
+            // Start resolving now, so the first connection does not find the name pending.
+            let _ = resolver.lookup(&b.address, b.port);
+        }
+        resolver.retain(wanted);
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+impl DataPlane {
+    /// After listeners stopped accepting: lets open connections finish for up to `grace`,
+    /// then closes the rest.
+    pub async fn drain(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        loop {
+            let open = self.state.total_active();
+            if open == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(open, "drain grace over; closing remaining connections");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.ctx.shutdown.cancel();
+    }
+}
+

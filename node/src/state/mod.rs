@@ -1,0 +1,147 @@
+//! Runtime state of backends: live counters, health verdicts and drain cancellation. It
+//! is keyed by backend id and outlives configuration snapshots, so a config change never
+//! resets a backend's connection count or health.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio_util::sync::CancellationToken;
+
+use crate::balance::BackendStats;
+
+/// Health verdict of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Never checked.
+    Unknown,
+    /// Passing.
+    Healthy,
+    /// Failing.
+    Unhealthy,
+}
+
+/// Everything the node tracks about one backend at run time.
+#[derive(Debug)]
+pub struct BackendState {
+    /// Counters the balancers read.
+    pub stats: Arc<BackendStats>,
+    verdict: AtomicU8,
+    /// Cancelled when the backend's drain deadline passes (or it is removed): every open
+    /// connection to it closes.
+    close_all: token_cell::TokenCell,
+}
+
+impl BackendState {
+    fn new() -> Self {
+        Self { stats: Arc::default(), verdict: AtomicU8::new(0), close_all: token_cell::TokenCell::new() }
+    }
+
+    /// The current verdict.
+    pub fn verdict(&self) -> Verdict {
+        match self.verdict.load(Ordering::Relaxed) {
+            1 => Verdict::Healthy,
+            2 => Verdict::Unhealthy,
+            _ => Verdict::Unknown,
+        }
+    }
+
+    /// Records a verdict.
+    pub fn set_verdict(&self, v: Verdict) {
+        let n = match v {
+            Verdict::Unknown => 0,
+            Verdict::Healthy => 1,
+            Verdict::Unhealthy => 2,
+        };
+        self.verdict.store(n, Ordering::Relaxed);
+    }
+
+    /// Whether it may get traffic as far as health goes: in a pool with an active check it
+    /// must have passed; without one it serves unless passive checks marked it down.
+    pub fn is_healthy(&self, pool_has_active_check: bool) -> bool {
+        match self.verdict() {
+            Verdict::Healthy => true,
+            Verdict::Unhealthy => false,
+            Verdict::Unknown => !pool_has_active_check,
+        }
+    }
+
+    /// A token cancelled when all connections to this backend must close.
+    pub fn close_token(&self) -> CancellationToken {
+        self.close_all.get()
+    }
+
+    /// Closes every open connection to the backend; later connections get a fresh token.
+    pub fn close_connections(&self) {
+        self.close_all.cancel_and_renew();
+    }
+}
+
+/// Small helper: a cancellation token that can be swapped for a fresh one after use.
+mod token_cell {
+    use std::sync::Mutex;
+
+    use tokio_util::sync::CancellationToken;
+
+    #[derive(Debug)]
+    pub struct TokenCell(Mutex<CancellationToken>);
+
+    impl TokenCell {
+        pub fn new() -> Self {
+            Self(Mutex::new(CancellationToken::new()))
+        }
+
+        pub fn get(&self) -> CancellationToken {
+            match self.0.lock() {
+                Ok(t) => t.clone(),
+                Err(p) => p.into_inner().clone(),
+            }
+        }
+
+        pub fn cancel_and_renew(&self) {
+            let mut g = match self.0.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.cancel();
+            *g = CancellationToken::new();
+        }
+    }
+}
+
+/// All backends' runtime state.
+#[derive(Debug, Default)]
+pub struct RuntimeState {
+    backends: DashMap<String, Arc<BackendState>>,
+}
+
+impl RuntimeState {
+    /// The state of a backend, created on first use.
+    pub fn backend(&self, id: &str) -> Arc<BackendState> {
+        if let Some(b) = self.backends.get(id) {
+            return b.clone();
+        }
+        self.backends.entry(id.to_string()).or_insert_with(|| Arc::new(BackendState::new())).clone()
+    }
+
+    /// The state of a backend if it is known.
+    pub fn get(&self, id: &str) -> Option<Arc<BackendState>> {
+        self.backends.get(id).map(|b| b.clone())
+    }
+
+    /// Connections open to all backends on this node.
+    pub fn total_active(&self) -> u64 {
+        self.backends.iter().map(|b| b.stats.active.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    }
+
+    /// Forgets backends that are no longer configured, closing their connections.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.backends.retain(|id, b| {
+            let k = keep(id);
+            if !k {
+                b.close_connections();
+            }
+            k
+        });
+    }
+}
