@@ -14,7 +14,7 @@ use fiberlb_proto::v1::pool_service_client::PoolServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataKey};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
 /// Deadline of every RPC made through these clients.
@@ -94,6 +94,24 @@ impl Clients {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(RPC_TIMEOUT)
             .connect_lazy();
+        Self::over(channel, cred)
+    }
+
+    /// Clients of the node at `url` (`https://…`) over TLS configured by `tls` (connected
+    /// lazily, so a refused handshake shows as the first call's error).
+    pub fn connect_tls(url: &str, tls: ClientTlsConfig, cred: Credential) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(url.to_string())
+            .with_context(|| format!("endpoint {url}"))?
+            .tls_config(tls)
+            .with_context(|| format!("TLS settings for {url}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(RPC_TIMEOUT)
+            .connect_lazy();
+        Self::over(channel, cred)
+    }
+
+    /// Clients sharing `channel`, each call presenting `cred`.
+    pub fn over(channel: Channel, cred: Credential) -> anyhow::Result<Self> {
         let auth = Auth::new(&cred)?;
         let svc = || InterceptedService::new(channel.clone(), auth.clone());
         Ok(Self {

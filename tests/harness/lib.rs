@@ -10,7 +10,9 @@ pub mod cli;
 pub mod client;
 pub mod fixtures;
 pub mod http;
+pub mod l4;
 pub mod node;
+pub mod pki;
 
 use std::future::Future;
 use std::time::Duration;

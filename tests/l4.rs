@@ -1,0 +1,334 @@
+//! L4 data plane end to end: real `fiberlb serve`, real backends, real sockets.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use fiberlb_proto::v1 as pb;
+use fiberlb_tests::fixtures::{self, backend, ip};
+use fiberlb_tests::l4::{free_port, tcp_echo, tls_hello, tls_server, udp_echo, unique_loopback, wait_tcp};
+use fiberlb_tests::{bounded, Clients, Node};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+struct Lb {
+    node: Node,
+    _dir: tempfile::TempDir,
+    api: Clients,
+    lb: String,
+    ip: IpAddr,
+}
+
+async fn start() -> anyhow::Result<Lb> {
+    let dir = tempfile::tempdir()?;
+    let ip = unique_loopback();
+    let node = Node::start_with(dir.path(), &["--bind-address", &ip.to_string()]).await?;
+    let mut api = node.admin()?;
+    let lb = api.lb.create_load_balancer(fixtures::lb("l4", "acme")).await?.into_inner().id;
+    Ok(Lb { node, _dir: dir, api, lb, ip })
+}
+
+impl Lb {
+    async fn pool(&mut self, name: &str, backends: &[SocketAddr]) -> anyhow::Result<String> {
+        let pool = self.api.pool.create_pool(fixtures::pool(&self.lb, name)).await?.into_inner().id;
+        for (i, b) in backends.iter().enumerate() {
+            let req = backend(&pool, &format!("{name}-{i}"), ip(&b.ip().to_string()), b.port() as u32);
+            self.api.backend.add_backend(req).await?;
+        }
+        Ok(pool)
+    }
+
+    async fn listener(&mut self, protocol: pb::ListenerProtocol, pool: Option<&str>) -> anyhow::Result<(String, SocketAddr)> {
+        let udp = protocol == pb::ListenerProtocol::Udp;
+        let port = free_port(self.ip, udp)?;
+        let mut req = fixtures::listener(&self.lb, &format!("l{port}"), protocol, port as u32);
+        req.default_pool_id = pool.map(str::to_string);
+        let id = self.api.listener.create_listener(req).await?.into_inner().id;
+        let addr = SocketAddr::new(self.ip, port);
+        if !udp {
+            wait_tcp(addr, Duration::from_secs(10)).await?;
+        }
+        Ok((id, addr))
+    }
+}
+
+#[tokio::test]
+async fn tcp_echo_and_bulk_transfer_are_byte_exact() -> anyhow::Result<()> {
+    bounded(async {
+        let echo = tcp_echo(b"").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("echo", &[echo.addr]).await?;
+        let (_, addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
+
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"ping").await?;
+        let mut four = [0u8; 4];
+        s.read_exact(&mut four).await?;
+        assert_eq!(&four, b"ping");
+
+        // 32 MiB of patterned bytes, written and read concurrently, then half-closed.
+        let payload: Vec<u8> = (0..32u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let (mut r, mut w) = s.into_split();
+        let data = payload.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&data).await?;
+            w.shutdown().await?;
+            anyhow::Ok(())
+        });
+        let mut got = Vec::with_capacity(payload.len());
+        r.read_to_end(&mut got).await?;
+        writer.await??;
+        assert_eq!(got.len(), payload.len());
+        assert!(got == payload, "bulk transfer corrupted");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn udp_clients_get_only_their_own_replies() -> anyhow::Result<()> {
+    bounded(async {
+        let a = udp_echo(b"A:").await?;
+        let b = udp_echo(b"B:").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("dns", &[a.addr, b.addr]).await?;
+        let (_, addr) = lb.listener(pb::ListenerProtocol::Udp, Some(&pool)).await?;
+        // The listener opens asynchronously: retry the first datagram until it answers.
+        let probe = UdpSocket::bind("127.0.0.1:0").await?;
+        let mut buf = [0u8; 1500];
+        let mut up = false;
+        for _ in 0..100 {
+            probe.send_to(b"probe", addr).await?;
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), probe.recv_from(&mut buf)).await {
+                up = true;
+                break;
+            }
+        }
+        assert!(up, "udp listener never answered");
+
+        let mut clients = Vec::new();
+        for c in 0..8u8 {
+            clients.push(tokio::spawn(async move {
+                let s = UdpSocket::bind("127.0.0.1:0").await?;
+                s.connect(addr).await?;
+                let mut tags = std::collections::HashSet::new();
+                for i in 0..20u8 {
+                    let msg = [b'c', c, b'-', i];
+                    s.send(&msg).await?;
+                    let mut buf = [0u8; 64];
+                    let n = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf)).await??;
+                    anyhow::ensure!(n == 6 && buf[2..6] == msg, "client {c} got someone else's reply: {:?}", &buf[..n]);
+                    tags.insert(buf[0]);
+                }
+                anyhow::ensure!(tags.len() == 1, "one client's flow must stay on one backend");
+                anyhow::Ok(buf_tag(&tags))
+            }));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in clients {
+            seen.insert(c.await??);
+        }
+        assert_eq!(seen.len(), 2, "8 flows round-robin over both backends");
+        Ok(())
+    })
+    .await
+}
+
+fn buf_tag(tags: &std::collections::HashSet<u8>) -> u8 {
+    tags.iter().copied().next().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn tls_passthrough_routes_by_sni_and_shows_backend_certificates() -> anyhow::Result<()> {
+    bounded(async {
+        let ca = fixtures::self_signed(&["a.test"]);
+        let cb = fixtures::self_signed(&["b.test"]);
+        let sa = tls_server(&ca.cert_pem, &ca.key_pem, b"from-a").await?;
+        let sb = tls_server(&cb.cert_pem, &cb.key_pem, b"from-b").await?;
+        let mut lb = start().await?;
+        let pa = lb.pool("pa", &[sa.addr]).await?;
+        let pb_ = lb.pool("pb", &[sb.addr]).await?;
+        let (lid, addr) = lb.listener(pb::ListenerProtocol::TcpTls, None).await?;
+        for (name, host, pool) in [("to-a", "a.test", &pa), ("to-b", "*.b-wild.test", &pb_), ("to-b2", "b.test", &pb_)] {
+            let rule = pb::RoutingRule {
+                name: name.into(),
+                priority: 10,
+                enabled: true,
+                conditions: vec![pb::RuleCondition {
+                    condition: Some(pb::rule_condition::Condition::HostHeader(pb::HostHeaderCondition { values: vec![host.into()] })),
+                }],
+                action: Some(pb::RuleAction {
+                    action: Some(pb::rule_action::Action::ForwardToPool(pb::ForwardToPoolAction { pool_id: pool.clone() })),
+                }),
+                ..Default::default()
+            };
+            lb.api.listener.add_routing_rule(pb::AddRoutingRuleRequest { listener_id: lid.clone(), rule: Some(rule), revision: None }).await?;
+        }
+        // Rule changes reach the data plane through the store watch: retry briefly.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = tls_hello(addr, "a.test", &ca.cert_pem, 6).await;
+            let b = tls_hello(addr, "b.test", &cb.cert_pem, 6).await;
+            match (a, b) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b"from-a");
+                    assert_eq!(b, b"from-b");
+                    break;
+                }
+                other if std::time::Instant::now() > deadline => anyhow::bail!("routing never converged: {other:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        // An unknown name has no rule and no default pool: the connection is closed.
+        assert!(tls_hello(addr, "c.test", &ca.cert_pem, 6).await.is_err());
+        // Non-TLS bytes are closed cleanly and the listener keeps serving.
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await?;
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await?;
+        assert!(n.is_err() || rest.is_empty(), "non-TLS first flight must be closed without a reply");
+        assert_eq!(tls_hello(addr, "a.test", &ca.cert_pem, 6).await?, b"from-a");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_stream_survives_one_hundred_config_changes() -> anyhow::Result<()> {
+    bounded(async {
+        let echo = tcp_echo(b"").await?;
+        let spare = tcp_echo(b"").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("main", &[echo.addr]).await?;
+        let (_, addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
+        let other_pool = lb.pool("other", &[spare.addr]).await?;
+
+        let stream = TcpStream::connect(addr).await?;
+        let (mut r, mut w) = stream.into_split();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let writer = tokio::spawn(async move {
+            let mut sent = 0u64;
+            let mut i = 0u32;
+            loop {
+                let chunk: Vec<u8> = (0..4096u32).map(|k| ((i.wrapping_mul(31) ^ k) & 0xff) as u8).collect();
+                w.write_all(&chunk).await?;
+                sent += chunk.len() as u64;
+                i += 1;
+                if *stop_rx.borrow() {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+                    _ = stop_rx.changed() => {}
+                }
+            }
+            w.shutdown().await?;
+            anyhow::Ok((sent, i))
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await?;
+            anyhow::Ok(got)
+        });
+
+        let algorithms = [
+            pb::Algorithm::LeastConnections,
+            pb::Algorithm::Maglev,
+            pb::Algorithm::WeightedRoundRobin,
+            pb::Algorithm::RoundRobin,
+        ];
+        let mut extra_backends = Vec::new();
+        let mut extra_listeners = Vec::new();
+        for step in 0..100usize {
+            match step % 4 {
+                0 => {
+                    let req = backend(&pool, &format!("extra-{step}"), ip("127.0.0.1"), spare.addr.port() as u32);
+                    extra_backends.push(lb.api.backend.add_backend(req).await?.into_inner().id);
+                }
+                1 => {
+                    if let Some(id) = extra_backends.pop() {
+                        let req = pb::RemoveBackendRequest { backend_id: id, ..Default::default() };
+                        lb.api.backend.remove_backend(req).await?;
+                    }
+                }
+                2 => {
+                    let req = pb::UpdatePoolRequest {
+                        pool_id: pool.clone(),
+                        algorithm: Some(algorithms[step / 4 % algorithms.len()] as i32),
+                        ..Default::default()
+                    };
+                    lb.api.pool.update_pool(req).await?;
+                }
+                _ => {
+                    if extra_listeners.len() < 3 {
+                        let (id, _) = lb.listener(pb::ListenerProtocol::Tcp, Some(&other_pool)).await?;
+                        extra_listeners.push(id);
+                    } else {
+                        let id = extra_listeners.remove(0);
+                        lb.api.listener.delete_listener(pb::DeleteListenerRequest { listener_id: id, revision: None }).await?;
+                    }
+                }
+            }
+        }
+        let _ = stop_tx.send(true);
+        let (sent, chunks) = writer.await??;
+        let got = reader.await??;
+        assert_eq!(got.len() as u64, sent, "every byte came back");
+        let expected: Vec<u8> = (0..chunks)
+            .flat_map(|i| (0..4096u32).map(move |k| ((i.wrapping_mul(31) ^ k) & 0xff) as u8))
+            .collect();
+        assert!(got == expected, "the stream stayed byte-exact");
+        drop(lb.node);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn bad_clients_affect_only_their_own_connection() -> anyhow::Result<()> {
+    bounded(async {
+        let echo = tcp_echo(b"").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("echo", &[echo.addr]).await?;
+        let (_, tcp_addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
+        let (_, tls_addr) = lb.listener(pb::ListenerProtocol::TcpTls, Some(&pool)).await?;
+
+        // A healthy long-lived connection that must keep working throughout.
+        let mut good = TcpStream::connect(tcp_addr).await?;
+        let mut roundtrip = async |s: &mut TcpStream, msg: &[u8]| -> anyhow::Result<()> {
+            s.write_all(msg).await?;
+            let mut back = vec![0u8; msg.len()];
+            tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back)).await??;
+            anyhow::ensure!(back == msg);
+            Ok(())
+        };
+        roundtrip(&mut good, b"before").await?;
+
+        for i in 0..20u32 {
+            // Garbage to the TLS passthrough listener: closed.
+            let mut g = TcpStream::connect(tls_addr).await?;
+            let junk: Vec<u8> = (0..512u32).map(|k| (k * 7 + i) as u8).collect();
+            let _ = g.write_all(&junk).await;
+            // Vanish mid-stream on the TCP listener.
+            let mut v = TcpStream::connect(tcp_addr).await?;
+            v.write_all(&junk).await?;
+            drop(v);
+            // Half-open: write, shut down writing, still read the echo.
+            let mut h = TcpStream::connect(tcp_addr).await?;
+            h.write_all(b"half").await?;
+            h.shutdown().await?;
+            let mut back = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), h.read_to_end(&mut back)).await??;
+            assert_eq!(back, b"half");
+            // A reset with data in flight.
+            let r = TcpStream::connect(tcp_addr).await?;
+            r.set_linger(Some(Duration::ZERO))?;
+            drop(r);
+        }
+        roundtrip(&mut good, b"after").await?;
+        let mut fresh = TcpStream::connect(tcp_addr).await?;
+        roundtrip(&mut fresh, b"fresh").await?;
+        Ok(())
+    })
+    .await
+}
+
