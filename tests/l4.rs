@@ -332,3 +332,58 @@ async fn bad_clients_affect_only_their_own_connection() -> anyhow::Result<()> {
     .await
 }
 
+
+#[tokio::test]
+async fn drain_stops_new_connections_then_closes_at_the_deadline() -> anyhow::Result<()> {
+    bounded(async {
+        let a = tcp_echo(b"A").await?;
+        let b = tcp_echo(b"B").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("pair", &[a.addr, b.addr]).await?;
+        let (_, addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
+        let banner = async |addr| -> anyhow::Result<(TcpStream, u8)> {
+            let mut s = TcpStream::connect(addr).await?;
+            let mut one = [0u8; 1];
+            tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut one)).await??;
+            Ok((s, one[0]))
+        };
+        // Find a connection held by backend A.
+        let mut held = None;
+        for _ in 0..10 {
+            let (s, who) = banner(addr).await?;
+            if who == b'A' {
+                held = Some(s);
+                break;
+            }
+        }
+        let mut held = held.ok_or_else(|| anyhow::anyhow!("round robin never chose A"))?;
+        let backends = lb.api.backend.list_backends(pb::ListBackendsRequest { pool_id: pool.clone(), ..Default::default() }).await?.into_inner().backends;
+        let a_id = backends.iter().find(|x| x.name == "pair-0").map(|x| x.id.clone()).ok_or_else(|| anyhow::anyhow!("no pair-0"))?;
+        lb.api.backend.drain_backend(pb::DrainBackendRequest { backend_id: a_id.clone(), timeout_seconds: Some(2), revision: None }).await?;
+        // New connections go to B only (once the snapshot has the drain).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut b_in_a_row = 0;
+        while b_in_a_row < 10 {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "new connections still reach the draining backend");
+            let (_, who) = banner(addr).await?;
+            b_in_a_row = if who == b'B' { b_in_a_row + 1 } else { 0 };
+        }
+        // The existing connection still works before the deadline...
+        held.write_all(b"x").await?;
+        let mut one = [0u8; 1];
+        held.read_exact(&mut one).await?;
+        assert_eq!(&one, b"x");
+        let got = lb.api.backend.get_backend(pb::GetBackendRequest { backend_id: a_id.clone() }).await?.into_inner();
+        assert_eq!(got.status, pb::BackendStatus::Draining as i32);
+        assert_eq!(got.active_connections, 1);
+        assert!(!got.drained);
+        // ...and is closed after it.
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(6), held.read_to_end(&mut rest)).await??;
+        let got = lb.api.backend.get_backend(pb::GetBackendRequest { backend_id: a_id }).await?.into_inner();
+        assert!(got.drained, "a drained backend reports drained");
+        assert_eq!(got.active_connections, 0);
+        Ok(())
+    })
+    .await
+}

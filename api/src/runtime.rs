@@ -37,6 +37,10 @@ pub trait RuntimeView: Send + Sync + 'static {
     fn circuit_state(&self, backend_id: &str) -> CircuitState;
     /// This node's status.
     fn node_info(&self) -> NodeInfo;
+    /// Connections (L4) or in-flight requests (L7) this node has open to a backend.
+    fn active_connections(&self, _backend_id: &str) -> u64 {
+        0
+    }
 }
 
 /// Runtime view with no observations: backends of pools without an active check are

@@ -29,7 +29,16 @@ impl Api {
 
     async fn backend_proto(&self, b: &Backend) -> ApiResult<pb::Backend> {
         let pool: Pool = self.repo.get(&b.pool_id).await?;
-        Ok(b.to_proto(&self.runtime.backend_health(&pool, b)))
+        Ok(self.backend_with_runtime(b, &self.runtime.backend_health(&pool, b)))
+    }
+
+    /// The proto of a backend with this node's runtime facts filled in.
+    fn backend_with_runtime(&self, b: &Backend, health: &HealthStatus) -> pb::Backend {
+        let mut out = b.to_proto(health);
+        out.active_connections = self.runtime.active_connections(&b.id);
+        out.drained = b.status == BackendStatus::Draining
+            && (out.active_connections == 0 || b.drain_deadline.is_some_and(|d| d <= now_ms()));
+        out
     }
 
     async fn check_backend_name_free(&self, pool_id: &str, name: &str, own: &str) -> ApiResult<()> {
@@ -86,7 +95,7 @@ impl Api {
             if let Some(rev) = self.repo.commit(txn).await? {
                 b.revision = rev;
                 let path = backend_path(&b);
-                return Ok((b.to_proto(&self.runtime.backend_health(&pool, &b)), path));
+                return Ok((self.backend_with_runtime(&b, &self.runtime.backend_health(&pool, &b)), path));
             }
         }
         Err(contended("add backend"))
@@ -202,7 +211,7 @@ impl Api {
             &r.page_token,
         )?;
         Ok(pb::ListBackendsResponse {
-            backends: page.items.iter().map(|(b, h)| b.to_proto(h)).collect(),
+            backends: page.items.iter().map(|(b, h)| self.backend_with_runtime(b, h)).collect(),
             next_page_token: page.next_page_token,
             total_count: page.total_count,
         })

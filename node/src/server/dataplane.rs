@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fiberlb_api::model::BackendAddress;
+use fiberlb_api::model::{BackendAddress, BackendStatus};
 use fiberlb_api::store::ConfigStore;
 use tokio::sync::watch;
 
@@ -41,8 +41,35 @@ pub fn start(
     let up = runtime.clone();
     tokio::spawn(watch_store(store, cell.clone(), state.clone(), move |ok| up.set_store_up(ok), stop.clone()));
     tokio::spawn(listeners::run(ctx.clone(), settings.proxy.bind_address, stop.clone()));
+    tokio::spawn(enforce_drain_deadlines(cell.clone(), stop.clone()));
     tokio::spawn(keep_names_fresh(cell, resolver, stop));
     DataPlane { state, ctx }
+}
+
+/// Closes what is still connected to a draining backend once its deadline passes.
+async fn enforce_drain_deadlines(cell: Arc<SnapshotCell>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = fiberlb_api::model::now_ms();
+        let snapshot = cell.load();
+        for plan in snapshot.pools.values() {
+            for (b, state) in plan.backends.iter().zip(&plan.states) {
+                if b.status != BackendStatus::Draining {
+                    continue;
+                }
+                if let Some(deadline) = b.drain_deadline.filter(|d| *d <= now) {
+                    if state.close_at_deadline(deadline) {
+                        let open = state.stats.active.load(std::sync::atomic::Ordering::Relaxed);
+                        tracing::info!(backend = %b.id, name = %b.name, open, "drain deadline passed; closing remaining connections");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Tells the resolver which host names and VM ids the configuration uses.

@@ -74,6 +74,14 @@ impl RuntimeView for NodeRuntime {
         self.health.circuit_state(backend_id)
     }
 
+    fn active_connections(&self, backend_id: &str) -> u64 {
+        self.data_plane
+            .get()
+            .and_then(|(s, _)| s.get(backend_id))
+            .map(|b| b.stats.active.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
     fn node_info(&self) -> NodeInfo {
         NodeInfo {
             ready: self.is_ready(),

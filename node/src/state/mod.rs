@@ -30,11 +30,18 @@ pub struct BackendState {
     /// Cancelled when the backend's drain deadline passes (or it is removed): every open
     /// connection to it closes.
     close_all: token_cell::TokenCell,
+    /// The drain deadline whose forced close already happened (0 = none).
+    closed_deadline: std::sync::atomic::AtomicU64,
 }
 
 impl BackendState {
     fn new() -> Self {
-        Self { stats: Arc::default(), verdict: AtomicU8::new(0), close_all: token_cell::TokenCell::new() }
+        Self {
+            stats: Arc::default(),
+            verdict: AtomicU8::new(0),
+            close_all: token_cell::TokenCell::new(),
+            closed_deadline: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// The current verdict.
@@ -69,6 +76,17 @@ impl BackendState {
     /// A token cancelled when all connections to this backend must close.
     pub fn close_token(&self) -> CancellationToken {
         self.close_all.get()
+    }
+
+    /// At a drain deadline: closes the connections still open, once per deadline. Returns
+    /// whether this call closed them.
+    pub fn close_at_deadline(&self, deadline: u64) -> bool {
+        let prev = self.closed_deadline.swap(deadline, Ordering::Relaxed);
+        if prev == deadline {
+            return false;
+        }
+        self.close_connections();
+        true
     }
 
     /// Closes every open connection to the backend; later connections get a fresh token.
