@@ -7,6 +7,26 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Installs a Debian package when the command it provides is missing (idempotent).
+# Integration tests use real servers: dnsmasq is the real DNS server behind a UDP listener.
+apt_updated=0
+ensure() {
+  local cmd=$1 pkg=$2
+  command -v "$cmd" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing $cmd: run as root or install $pkg" >&2
+    exit 1
+  fi
+  if [ $apt_updated = 0 ]; then
+    timeout 600 apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends "$pkg"
+}
+
+step "test dependencies"
+ensure dnsmasq dnsmasq-base
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -387,3 +387,118 @@ async fn drain_stops_new_connections_then_closes_at_the_deadline() -> anyhow::Re
     })
     .await
 }
+
+/// A DNS query for `name` (type A, recursion desired) with id `id`.
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[tokio::test]
+async fn a_dns_query_through_a_udp_listener_reaches_a_real_dns_server() -> anyhow::Result<()> {
+    bounded(async {
+        let port = free_port("127.0.0.1".parse()?, true)?;
+        let mut dns = tokio::process::Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file="])
+            .args(["--listen-address=127.0.0.1", "--bind-interfaces", "--user=root", "--log-facility=-"])
+            .arg(format!("--port={port}"))
+            .arg("--address=/svc.test/10.1.2.3")
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("dnsmasq (package dnsmasq-base; scripts/test-all.sh installs it): {e}"))?;
+        let server: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut lb = start().await?;
+        let pool = lb.pool("dns", &[server]).await?;
+        let (_, addr) = lb.listener(pb::ListenerProtocol::Udp, Some(&pool)).await?;
+        let client = UdpSocket::bind("127.0.0.1:0").await?;
+        let mut buf = [0u8; 512];
+        let mut answer = None;
+        for id in 1..=100u16 {
+            client.send_to(&dns_query(id, "svc.test"), addr).await?;
+            if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(100), client.recv_from(&mut buf)).await {
+                answer = Some((id, buf[..n].to_vec()));
+                break;
+            }
+        }
+        let (id, answer) = answer.ok_or_else(|| anyhow::anyhow!("no DNS answer through the listener"))?;
+        assert_eq!(&answer[..2], &id.to_be_bytes(), "the reply answers our query");
+        assert_eq!(u16::from_be_bytes([answer[6], answer[7]]), 1, "one answer record");
+        assert_eq!(&answer[answer.len() - 4..], &[10, 1, 2, 3], "dnsmasq's address for svc.test");
+        dns.kill().await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn proxy_protocol_headers_carry_the_client_address() -> anyhow::Result<()> {
+    bounded(async {
+        // A backend that captures the first bytes of each connection.
+        let cap = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let cap_addr = cap.local_addr()?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let _capture = tokio::spawn(async move {
+            while let Ok((mut s, _)) = cap.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+                    let _ = tx.send(got).await;
+                });
+            }
+        });
+        let mut lb = start().await?;
+        let pool = lb.pool("pp", &[cap_addr]).await?;
+        let (_, addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
+        for (version, check) in [(pb::ProxyProtocol::V1, 1), (pb::ProxyProtocol::V2, 2)] {
+            let req = pb::UpdatePoolRequest { pool_id: pool.clone(), proxy_protocol: Some(version as i32), ..Default::default() };
+            lb.api.pool.update_pool(req).await?;
+            // Wait until the header shows up (the snapshot follows the store asynchronously).
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut c = TcpStream::connect(addr).await?;
+                let me = c.local_addr()?;
+                c.write_all(b"payload").await?;
+                c.shutdown().await?;
+                let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.ok_or_else(|| anyhow::anyhow!("capture ended"))?;
+                let ok = if check == 1 {
+                    let line = format!("PROXY TCP4 {} {} {} {}\r\npayload", me.ip(), addr.ip(), me.port(), addr.port());
+                    got == line.as_bytes()
+                } else {
+                    let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+                    want.extend_from_slice(&[0x21, 0x11, 0, 12]);
+                    for ip in [me.ip(), addr.ip()] {
+                        match ip {
+                            IpAddr::V4(v4) => want.extend_from_slice(&v4.octets()),
+                            IpAddr::V6(_) => anyhow::bail!("test uses IPv4"),
+                        }
+                    }
+                    want.extend_from_slice(&me.port().to_be_bytes());
+                    want.extend_from_slice(&addr.port().to_be_bytes());
+                    want.extend_from_slice(b"payload");
+                    got == want
+                };
+                if ok {
+                    break;
+                }
+                anyhow::ensure!(std::time::Instant::now() < deadline, "PROXY v{check} header never appeared; last: {got:?}");
+            }
+        }
+        // Per-listener/backend metrics exist.
+        let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
+        for name in ["fiberlb_connections_total", "fiberlb_connections_active", "fiberlb_bytes_in_total", "fiberlb_bytes_out_total"] {
+            assert!(m.body.contains(name), "{name} missing from /metrics");
+        }
+        assert!(m.body.contains(&format!("lb=\"{}\"", lb.lb)), "metrics are labelled by lb");
+        Ok(())
+    })
+    .await
+}

@@ -118,10 +118,9 @@ impl VmClient {
     pub(super) async fn resolve(&self, id: &str, cache_ttl: Duration) -> Attempt {
         match tokio::time::timeout(self.timeout, self.fetch(id)).await {
             Ok(Ok(document)) => classify(id, &document, cache_ttl),
-            Ok(Err(Fetch::NotFound)) => Attempt::Gone(
-                ResolveError::VmNotFound { id: id.to_string() },
-                cache_ttl,
-            ),
+            Ok(Err(Fetch::NotFound)) => {
+                Attempt::Gone(ResolveError::VmNotFound { id: id.to_string() }, cache_ttl)
+            }
             Ok(Err(Fetch::Failed(message))) => Attempt::Transient(ResolveError::PlasmaVmc {
                 id: id.to_string(),
                 message,

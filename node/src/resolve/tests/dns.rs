@@ -41,13 +41,18 @@ async fn follows_the_ttl_and_keeps_the_last_good_answer() {
         assert_eq!(resolver.lookup(&app, 80), Lookup::Pending);
         let first = resolver.resolve_now(&app, 80).await.unwrap();
         assert_eq!(&first[..], &addrs(&["10.0.0.1:80"])[..]);
-        assert_eq!(ready(&resolver.lookup(&app, 80)), Some(addrs(&["10.0.0.1:80"])));
+        assert_eq!(
+            ready(&resolver.lookup(&app, 80)),
+            Some(addrs(&["10.0.0.1:80"]))
+        );
 
         // The new answer is picked up when the 1 s TTL runs out, not before.
         dns.set(answer([10, 0, 0, 2], 1));
-        eventually(Duration::from_secs(5), "re-resolution after the TTL", || {
-            (ready(&resolver.lookup(&app, 80))? == addrs(&["10.0.0.2:80"])).then_some(())
-        })
+        eventually(
+            Duration::from_secs(5),
+            "re-resolution after the TTL",
+            || (ready(&resolver.lookup(&app, 80))? == addrs(&["10.0.0.2:80"])).then_some(()),
+        )
         .await;
         assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
 
@@ -58,7 +63,10 @@ async fn follows_the_ttl_and_keeps_the_last_good_answer() {
             (state(&resolver, key.clone()).failures >= 2).then_some(())
         })
         .await;
-        assert_eq!(ready(&resolver.lookup(&app, 80)), Some(addrs(&["10.0.0.2:80"])));
+        assert_eq!(
+            ready(&resolver.lookup(&app, 80)),
+            Some(addrs(&["10.0.0.2:80"]))
+        );
 
         // Silence (timeouts): same.
         dns.set(Mode::Silent);
@@ -67,7 +75,10 @@ async fn follows_the_ttl_and_keeps_the_last_good_answer() {
             (state(&resolver, key.clone()).failures > failures).then_some(())
         })
         .await;
-        assert_eq!(ready(&resolver.lookup(&app, 80)), Some(addrs(&["10.0.0.2:80"])));
+        assert_eq!(
+            ready(&resolver.lookup(&app, 80)),
+            Some(addrs(&["10.0.0.2:80"]))
+        );
         assert_eq!(
             ready(&resolver.lookup(&app, 8443)),
             Some(addrs(&["10.0.0.2:8443"])),
@@ -95,11 +106,17 @@ async fn ttl_is_clamped_to_min_and_max() {
         let t0 = Instant::now();
         resolver.resolve_now(&app, 80).await.unwrap();
         dns.set(answer([10, 0, 1, 2], 0));
-        eventually(Duration::from_secs(5), "re-resolution after min_ttl", || {
-            (ready(&resolver.lookup(&app, 80))? == addrs(&["10.0.1.2:80"])).then_some(())
-        })
+        eventually(
+            Duration::from_secs(5),
+            "re-resolution after min_ttl",
+            || (ready(&resolver.lookup(&app, 80))? == addrs(&["10.0.1.2:80"])).then_some(()),
+        )
         .await;
-        assert!(t0.elapsed() >= Duration::from_millis(700), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(700),
+            "{:?}",
+            t0.elapsed()
+        );
         assert!(dns.a_queries() <= 4, "{} queries", dns.a_queries());
 
         // A day-long TTL is cut to max_ttl.
@@ -108,9 +125,11 @@ async fn ttl_is_clamped_to_min_and_max() {
         let app = host("long.fiberlb.test");
         resolver.resolve_now(&app, 80).await.unwrap();
         dns.set(answer([10, 0, 2, 2], 86_400));
-        eventually(Duration::from_secs(5), "re-resolution after max_ttl", || {
-            (ready(&resolver.lookup(&app, 80))? == addrs(&["10.0.2.2:80"])).then_some(())
-        })
+        eventually(
+            Duration::from_secs(5),
+            "re-resolution after max_ttl",
+            || (ready(&resolver.lookup(&app, 80))? == addrs(&["10.0.2.2:80"])).then_some(()),
+        )
         .await;
     })
     .await;
@@ -155,11 +174,17 @@ async fn concurrent_misses_share_one_resolution() {
             })
             .collect();
         for waiter in waiters {
-            assert_eq!(&waiter.await.unwrap().unwrap()[..], &addrs(&["10.0.4.1:80"])[..]);
+            assert_eq!(
+                &waiter.await.unwrap().unwrap()[..],
+                &addrs(&["10.0.4.1:80"])[..]
+            );
         }
         assert_eq!(dns.a_queries(), 1);
         assert_eq!(resolver.cache.tracked(), 1);
-        assert_eq!(ready(&resolver.lookup(&app, 1002)), Some(addrs(&["10.0.4.1:1002"])));
+        assert_eq!(
+            ready(&resolver.lookup(&app, 1002)),
+            Some(addrs(&["10.0.4.1:1002"]))
+        );
     })
     .await;
 }
@@ -169,7 +194,11 @@ async fn retain_drops_unwanted_names_and_prefetches_wanted_ones() {
     bounded(async {
         let dns = FakeDns::start(answer([10, 0, 5, 1], 3600)).await;
         let resolver = dns_resolver(&dns, Duration::from_millis(100), Duration::from_secs(300));
-        let (a, b, c) = (host("a.fiberlb.test"), host("b.fiberlb.test"), host("c.fiberlb.test"));
+        let (a, b, c) = (
+            host("a.fiberlb.test"),
+            host("b.fiberlb.test"),
+            host("c.fiberlb.test"),
+        );
         resolver.resolve_now(&a, 80).await.unwrap();
         resolver.resolve_now(&b, 80).await.unwrap();
         assert_eq!(resolver.cache.tracked(), 2);
@@ -177,7 +206,10 @@ async fn retain_drops_unwanted_names_and_prefetches_wanted_ones() {
         let ip = BackendAddress::Ip("192.0.2.1".parse().unwrap());
         resolver.retain([a.clone(), c.clone(), ip]);
         assert_eq!(resolver.cache.tracked(), 2, "a kept, b dropped, c added");
-        assert!(ready(&resolver.lookup(&a, 80)).is_some(), "a keeps its answer");
+        assert!(
+            ready(&resolver.lookup(&a, 80)).is_some(),
+            "a keeps its answer"
+        );
         // c was prefetched by retain: its first lookup finds an answer without a wait.
         eventually(Duration::from_secs(5), "prefetch of c", || {
             state_of(&resolver, "c.fiberlb.test")?.answer

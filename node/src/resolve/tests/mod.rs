@@ -78,7 +78,10 @@ async fn ip_addresses_are_ready_at_once() {
         resolver.lookup(&v6, 443),
         Lookup::Ready(addrs(&["[2001:db8::1]:443"]).into())
     );
-    let resolved = resolver.resolve_now(&BackendAddress::Ip(ip), 1).await.unwrap();
+    let resolved = resolver
+        .resolve_now(&BackendAddress::Ip(ip), 1)
+        .await
+        .unwrap();
     assert_eq!(&resolved[..], &addrs(&["192.0.2.7:1"])[..]);
     assert_eq!(resolver.cache.tracked(), 0);
 }
@@ -98,8 +101,10 @@ async fn localhost_resolves_to_loopback() {
             "{resolved:?}"
         );
         assert!(
-            resolved.iter().any(|a| a.ip() == IpAddr::from([127, 0, 0, 1])
-                || a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            resolved
+                .iter()
+                .any(|a| a.ip() == IpAddr::from([127, 0, 0, 1])
+                    || a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
             "{resolved:?}"
         );
         assert_eq!(resolver.lookup(&localhost, 80), Lookup::Ready(resolved));

@@ -39,7 +39,10 @@ async fn running_vm_resolves_to_its_private_ipv4() {
         assert_eq!(resolver.lookup(&backend, 8080), Lookup::Pending);
         let resolved = resolver.resolve_now(&backend, 8080).await.unwrap();
         assert_eq!(&resolved[..], &addrs(&["10.0.0.5:8080"])[..]);
-        assert_eq!(ready(&resolver.lookup(&backend, 8080)), Some(addrs(&["10.0.0.5:8080"])));
+        assert_eq!(
+            ready(&resolver.lookup(&backend, 8080)),
+            Some(addrs(&["10.0.0.5:8080"]))
+        );
         // Cached for vm_cache_ttl: repeated lookups do not call PlasmaVMC again.
         for _ in 0..50 {
             resolver.lookup(&backend, 8080);
@@ -73,7 +76,10 @@ async fn stopped_missing_and_garbage_vms_fail() {
             Lookup::Failed("vm vm-stopped is stopped".into())
         );
         assert_eq!(
-            resolver.resolve_now(&vm_id("vm-missing"), 80).await.unwrap_err(),
+            resolver
+                .resolve_now(&vm_id("vm-missing"), 80)
+                .await
+                .unwrap_err(),
             ResolveError::VmNotFound {
                 id: "vm-missing".into()
             }
@@ -155,7 +161,10 @@ async fn vm_ids_without_an_endpoint_fail_clearly() {
             ..ResolverConfig::default()
         });
         let err = bad.resolve_now(&vm_id("vm-1"), 80).await.unwrap_err();
-        assert!(err.to_string().contains("invalid plasmavmc endpoint"), "{err}");
+        assert!(
+            err.to_string().contains("invalid plasmavmc endpoint"),
+            "{err}"
+        );
     })
     .await;
 }
