@@ -11,7 +11,9 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// Plain FNV-1a 64 of `bytes`, continuing from `state` (start with [`fnv1a64_start`]).
 pub fn fnv1a64(state: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(state, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+    bytes
+        .iter()
+        .fold(state, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
 }
 
 /// The FNV-1a 64 offset basis: the state before any byte.

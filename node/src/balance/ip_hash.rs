@@ -14,7 +14,11 @@ pub struct IpHash(Maglev);
 impl IpHash {
     /// IP hash over `endpoints` with the default table size.
     pub fn new(endpoints: &[Endpoint]) -> Self {
-        Self(Maglev::with_table_size(endpoints, KeyMode::Ip, default_table_size(endpoints.len())))
+        Self(Maglev::with_table_size(
+            endpoints,
+            KeyMode::Ip,
+            default_table_size(endpoints.len()),
+        ))
     }
 
     /// The underlying table.
@@ -41,9 +45,16 @@ mod tests {
         let b = IpHash::new(&eps);
         for ip in 0..200u32 {
             let ip = std::net::Ipv4Addr::from(0xc0a8_0000 + ip);
-            let first = b.pick(&PickContext { client: SocketAddr::from((ip, 1000)) }, &[true; 8]);
+            let first = b.pick(
+                &PickContext {
+                    client: SocketAddr::from((ip, 1000)),
+                },
+                &[true; 8],
+            );
             for port in [1, 80, 40000, 65535] {
-                let ctx = PickContext { client: SocketAddr::from((ip, port)) };
+                let ctx = PickContext {
+                    client: SocketAddr::from((ip, port)),
+                };
                 assert_eq!(b.pick(&ctx, &[true; 8]), first);
             }
         }
@@ -55,8 +66,12 @@ mod tests {
         let b = IpHash::new(&eps);
         for last in 0..=255u8 {
             let v4 = std::net::Ipv4Addr::new(203, 0, 113, last);
-            let a = PickContext { client: SocketAddr::from((v4, 5)) };
-            let m = PickContext { client: SocketAddr::from((v4.to_ipv6_mapped(), 6)) };
+            let a = PickContext {
+                client: SocketAddr::from((v4, 5)),
+            };
+            let m = PickContext {
+                client: SocketAddr::from((v4.to_ipv6_mapped(), 6)),
+            };
             assert_eq!(b.pick(&a, &[true; 8]), b.pick(&m, &[true; 8]));
         }
     }

@@ -61,7 +61,10 @@ pub struct LeastConnections {
 impl LeastConnections {
     /// Least connections over `endpoints`.
     pub fn new(endpoints: &[Endpoint]) -> Self {
-        Self { endpoints: endpoints.to_vec(), ticket: AtomicUsize::new(0) }
+        Self {
+            endpoints: endpoints.to_vec(),
+            ticket: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -89,13 +92,17 @@ pub struct WeightedLeastConnections {
 impl WeightedLeastConnections {
     /// Weighted least connections over `endpoints` (weight 0 counts as 1).
     pub fn new(endpoints: &[Endpoint]) -> Self {
-        Self { endpoints: endpoints.to_vec(), ticket: AtomicUsize::new(0) }
+        Self {
+            endpoints: endpoints.to_vec(),
+            ticket: AtomicUsize::new(0),
+        }
     }
 }
 
 /// `active_a / weight_a` compared with `active_b / weight_b`.
 fn cmp_load(active_a: u64, weight_a: u64, active_b: u64, weight_b: u64) -> CmpOrdering {
-    (u128::from(active_a) * u128::from(weight_b)).cmp(&(u128::from(active_b) * u128::from(weight_a)))
+    (u128::from(active_a) * u128::from(weight_b))
+        .cmp(&(u128::from(active_b) * u128::from(weight_a)))
 }
 
 impl Balancer for WeightedLeastConnections {
@@ -104,7 +111,12 @@ impl Balancer for WeightedLeastConnections {
             self.endpoints.len(),
             &self.ticket,
             eligible,
-            |i| (self.endpoints[i].stats.total_active(), weight_of(&self.endpoints[i])),
+            |i| {
+                (
+                    self.endpoints[i].stats.total_active(),
+                    weight_of(&self.endpoints[i]),
+                )
+            },
             // On equal load prefer the heavier backend: 0/5 beats 0/1 when both are idle.
             |&(ai, wi), &(ab, wb)| match cmp_load(ai, wi, ab, wb) {
                 CmpOrdering::Less => true,
@@ -203,7 +215,8 @@ mod tests {
     #[test]
     fn weighted_survives_huge_counts() {
         let eps = endpoints(&[100, 1]);
-        set_active(&eps, &[u64::MAX, u64::MAX / 200]);
+        // u64::MAX / 100 against u64::MAX / 50 per unit of weight.
+        set_active(&eps, &[u64::MAX, u64::MAX / 50]);
         let wlc = WeightedLeastConnections::new(&eps);
         assert_eq!(wlc.pick(&ctx(1), &[true; 2]), Some(0));
     }

@@ -23,7 +23,10 @@ pub struct LeastResponseTime {
 impl LeastResponseTime {
     /// Least response time over `endpoints`.
     pub fn new(endpoints: &[Endpoint]) -> Self {
-        Self { endpoints: endpoints.to_vec(), ticket: AtomicUsize::new(0) }
+        Self {
+            endpoints: endpoints.to_vec(),
+            ticket: AtomicUsize::new(0),
+        }
     }
 }
 

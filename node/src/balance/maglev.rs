@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::hash::stable_hash;
-use super::{eligible_count, is_eligible, nth_eligible, weight_of, Balancer, Endpoint, PickContext};
+use super::{
+    eligible_count, is_eligible, nth_eligible, weight_of, Balancer, Endpoint, PickContext,
+};
 
 /// Lookup table size used by [`Maglev::new`] for pools of up to 655 endpoints: a prime, and
 /// at least 100 entries per endpoint so each endpoint's share is within about 1% of fair.
@@ -108,7 +110,11 @@ impl Maglev {
     /// Maglev keyed by client IP and port, with the default table size (grown to a prime
     /// ≥ 100 × endpoints for pools of more than 655).
     pub fn new(endpoints: &[Endpoint]) -> Self {
-        Self::with_table_size(endpoints, KeyMode::IpPort, default_table_size(endpoints.len()))
+        Self::with_table_size(
+            endpoints,
+            KeyMode::IpPort,
+            default_table_size(endpoints.len()),
+        )
     }
 
     /// Maglev with an explicit key mode and table size. The size is rounded up to the next
@@ -120,11 +126,20 @@ impl Maglev {
         let table = populate(endpoints, size);
         let table = if endpoints.len() <= usize::from(u16::MAX) + 1 {
             // Every index fits: it is below endpoints.len() ≤ 65,536.
-            Table::Narrow(table.iter().map(|&i| u16::try_from(i).unwrap_or(u16::MAX)).collect())
+            Table::Narrow(
+                table
+                    .iter()
+                    .map(|&i| u16::try_from(i).unwrap_or(u16::MAX))
+                    .collect(),
+            )
         } else {
             Table::Wide(table.into_boxed_slice())
         };
-        Self { table, endpoints: endpoints.len(), mode }
+        Self {
+            table,
+            endpoints: endpoints.len(),
+            mode,
+        }
     }
 
     /// Number of slots (a prime).
@@ -189,10 +204,13 @@ fn is_prime(n: usize) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
-    (3..).step_by(2).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    (3..)
+        .step_by(2)
+        .take_while(|d| d * d <= n)
+        .all(|d| !n.is_multiple_of(d))
 }
 
 fn next_prime(mut n: usize) -> usize {

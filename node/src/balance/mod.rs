@@ -21,7 +21,7 @@ pub use hash::{fnv1a64, fnv1a64_start, stable_hash};
 pub use ip_hash::IpHash;
 pub use least_conn::{LeastConnections, WeightedLeastConnections};
 pub use least_response_time::LeastResponseTime;
-pub use maglev::{KeyMode, Maglev, DEFAULT_TABLE_SIZE};
+pub use maglev::{client_key, default_table_size, KeyMode, Maglev, DEFAULT_TABLE_SIZE};
 pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use weighted_round_robin::WeightedRoundRobin;
@@ -48,15 +48,23 @@ pub struct BackendStats {
 impl BackendStats {
     /// Fleet-wide active count: what least-connections compares.
     pub fn total_active(&self) -> u64 {
-        self.active.load(Ordering::Relaxed).saturating_add(self.fleet_active.load(Ordering::Relaxed))
+        self.active
+            .load(Ordering::Relaxed)
+            .saturating_add(self.fleet_active.load(Ordering::Relaxed))
     }
 
     /// Folds one latency sample into the EWMA (weight 1/8 for the new sample).
     pub fn observe_latency(&self, d: Duration) {
         let sample = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
-        let _ = self.ewma_micros.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-            Some(if old == 0 { sample } else { old - old / 8 + sample / 8 })
-        });
+        let _ = self
+            .ewma_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    old - old / 8 + sample / 8
+                })
+            });
     }
 }
 

@@ -20,7 +20,9 @@ pub struct Random {
 impl Random {
     /// Power of two choices over `endpoints`.
     pub fn new(endpoints: &[Endpoint]) -> Self {
-        Self { endpoints: endpoints.to_vec() }
+        Self {
+            endpoints: endpoints.to_vec(),
+        }
     }
 
     /// The pick, with the generator supplied (tests pass a seeded one).
@@ -96,7 +98,10 @@ mod tests {
             let i = r.pick_with(&mut rng, &mask).unwrap();
             assert!(mask[i]);
         }
-        assert_eq!(r.pick(&ctx(1), &[false, false, true, false, false]), Some(2));
+        assert_eq!(
+            r.pick(&ctx(1), &[false, false, true, false, false]),
+            Some(2)
+        );
     }
 
     #[test]

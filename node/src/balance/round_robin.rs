@@ -20,7 +20,10 @@ pub struct RoundRobin {
 impl RoundRobin {
     /// Round robin over `endpoints` (only their number matters).
     pub fn new(endpoints: &[Endpoint]) -> Self {
-        Self { len: endpoints.len(), next: AtomicUsize::new(0) }
+        Self {
+            len: endpoints.len(),
+            next: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -67,7 +70,9 @@ mod tests {
     fn strict_rotation() {
         let eps = endpoints(&[1, 1, 1]);
         let rr = RoundRobin::new(&eps);
-        let seq: Vec<usize> = (0..6).map(|_| rr.pick(&ctx(1), &[true; 3]).unwrap()).collect();
+        let seq: Vec<usize> = (0..6)
+            .map(|_| rr.pick(&ctx(1), &[true; 3]).unwrap())
+            .collect();
         assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
     }
 }

@@ -20,16 +20,27 @@ pub(super) const ALL: [Algorithm; 8] = [
 
 /// A pick context for client number `n`.
 pub(super) fn ctx(n: u32) -> PickContext {
-    PickContext { client: SocketAddr::from((Ipv4Addr::from(0x0a00_0000 + n), 40_000)) }
+    PickContext {
+        client: SocketAddr::from((Ipv4Addr::from(0x0a00_0000u32.wrapping_add(n)), 40_000)),
+    }
 }
 
 /// Primaries `backend-0`, `backend-1`, … with these weights.
 pub(super) fn endpoints(weights: &[u32]) -> Vec<Endpoint> {
-    weights.iter().enumerate().map(|(i, &w)| endpoint(&format!("backend-{i}"), w, false)).collect()
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| endpoint(&format!("backend-{i}"), w, false))
+        .collect()
 }
 
 pub(super) fn endpoint(id: &str, weight: u32, backup: bool) -> Endpoint {
-    Endpoint { id: Arc::from(id), weight, backup, stats: Arc::default() }
+    Endpoint {
+        id: Arc::from(id),
+        weight,
+        backup,
+        stats: Arc::default(),
+    }
 }
 
 #[test]
@@ -74,7 +85,9 @@ fn every_algorithm_picks_only_eligible_endpoints() {
         let weights: Vec<u32> = (0..n).map(|_| rng.random_range(0..=100)).collect();
         let eps = endpoints(&weights);
         for e in &eps {
-            e.stats.active.store(rng.random_range(0..5), std::sync::atomic::Ordering::Relaxed);
+            e.stats
+                .active
+                .store(rng.random_range(0..5), std::sync::atomic::Ordering::Relaxed);
         }
         let mask: Vec<bool> = (0..n).map(|_| rng.random_bool(0.5)).collect();
         let any = mask.iter().any(|&m| m);
@@ -101,7 +114,10 @@ fn eligible_mask_prefers_usable_primaries() {
     assert_eq!(eligible_mask(&eps, |_| true), [true, false, true, false]);
     assert_eq!(eligible_mask(&eps, |i| i != 0), [false, false, true, false]);
     // No primary usable: the usable backups.
-    assert_eq!(eligible_mask(&eps, |i| i == 1 || i == 3), [false, true, false, true]);
+    assert_eq!(
+        eligible_mask(&eps, |i| i == 1 || i == 3),
+        [false, true, false, true]
+    );
     assert_eq!(eligible_mask(&eps, |i| i == 3), [false, false, false, true]);
     assert_eq!(eligible_mask(&eps, |_| false), [false; 4]);
     assert!(eligible_mask(&[], |_| true).is_empty());
@@ -118,7 +134,11 @@ fn backups_serve_only_when_all_primaries_are_down() {
     for a in ALL {
         let b = build(a, &eps);
         // All healthy, or just one primary healthy: never a backup.
-        for healthy in [[true, true, true, true], [false, true, true, true], [true, false, true, false]] {
+        for healthy in [
+            [true, true, true, true],
+            [false, true, true, true],
+            [true, false, true, false],
+        ] {
             let mask = eligible_mask(&eps, |i| healthy[i]);
             for n in 0..200 {
                 let i = b.pick(&ctx(n), &mask).unwrap();

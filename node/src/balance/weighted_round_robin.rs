@@ -43,7 +43,13 @@ impl WeightedRoundRobin {
             .map(|e| i64::try_from(weight_of(e)).unwrap_or(i64::from(u32::MAX)))
             .collect();
         let n = endpoints.len();
-        Self { weights, state: Mutex::new(State { current: vec![0; n], mask: vec![false; n] }) }
+        Self {
+            weights,
+            state: Mutex::new(State {
+                current: vec![0; n],
+                mask: vec![false; n],
+            }),
+        }
     }
 }
 
@@ -141,7 +147,12 @@ mod tests {
             let weights: Vec<u32> = (0..n).map(|_| rng.random_range(1..=100)).collect();
             let mask: Vec<bool> = (0..n).map(|_| rng.random_bool(0.7)).collect();
             let b = WeightedRoundRobin::new(&endpoints(&weights));
-            let cycle: u32 = weights.iter().zip(&mask).filter(|(_, &m)| m).map(|(w, _)| w).sum();
+            let cycle: u32 = weights
+                .iter()
+                .zip(&mask)
+                .filter(|(_, &m)| m)
+                .map(|(w, _)| w)
+                .sum();
             if cycle == 0 {
                 assert_eq!(b.pick(&ctx(1), &mask), None, "seed {seed}");
                 continue;
@@ -151,8 +162,11 @@ mod tests {
                 for _ in 0..cycle {
                     counts[b.pick(&ctx(1), &mask).unwrap()] += 1;
                 }
-                let want: Vec<u32> =
-                    weights.iter().zip(&mask).map(|(&w, &m)| if m { w } else { 0 }).collect();
+                let want: Vec<u32> = weights
+                    .iter()
+                    .zip(&mask)
+                    .map(|(&w, &m)| if m { w } else { 0 })
+                    .collect();
                 assert_eq!(counts, want, "seed {seed}");
             }
         }

@@ -10,7 +10,7 @@ use crate::balance::tests::{endpoint, endpoints};
 
 /// Checksum of the mapping of [`golden_keys`] computed by [`mapping_checksum`], committed
 /// here so any other process, platform or release that maps differently fails this test.
-const GOLDEN_CHECKSUM: u64 = 0;
+const GOLDEN_CHECKSUM: u64 = 0xd9dd_64a7_6e90_f822;
 
 /// Set in the child process: print the checksum instead of only asserting it.
 const PRINT_ENV: &str = "FIBERLB_TEST_PRINT_MAGLEV_CHECKSUM";
@@ -22,9 +22,20 @@ fn golden_keys() -> Vec<SocketAddr> {
         .map(|i| {
             let port = u16::try_from(1024 + (i * 7) % 64_000).unwrap();
             let ip = if i % 10 == 9 {
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (i >> 16) as u16, i as u16))
+                IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    (i >> 16) as u16,
+                    i as u16,
+                ))
             } else {
-                IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761))))
+                IpAddr::V4(Ipv4Addr::from(
+                    0x0a00_0000u32.wrapping_add(i.wrapping_mul(2_654_435_761)),
+                ))
             };
             SocketAddr::new(ip, port)
         })
@@ -38,7 +49,10 @@ fn mapping_checksum() -> u64 {
     let eps = endpoints(&weights);
     let all = [true; 10];
     let some: Vec<bool> = (0..10).map(|i| i != 2 && i != 7).collect();
-    let tables = [Maglev::new(&eps), Maglev::with_table_size(&eps, KeyMode::Ip, DEFAULT_TABLE_SIZE)];
+    let tables = [
+        Maglev::new(&eps),
+        Maglev::with_table_size(&eps, KeyMode::Ip, DEFAULT_TABLE_SIZE),
+    ];
     let mut h = fnv1a64_start();
     for table in &tables {
         for mask in [&all[..], &some[..]] {
@@ -55,7 +69,8 @@ fn mapping_checksum() -> u64 {
 fn golden_checksum() {
     let sum = mapping_checksum();
     if std::env::var_os(PRINT_ENV).is_some() {
-        println!("{CHECKSUM_PREFIX}{sum:016x}");
+        // On a line of its own: libtest has already written "test … ... " without a newline.
+        println!("\n{CHECKSUM_PREFIX}{sum:016x}");
     }
     assert_eq!(sum, GOLDEN_CHECKSUM, "mapping changed: got {sum:#018x}");
 }
@@ -65,7 +80,10 @@ fn golden_checksum() {
 #[test]
 fn child_process_maps_identically() {
     let exe = std::env::current_exe().unwrap();
-    let name = format!("{}::golden_checksum", module_path!().split_once("::").unwrap().1);
+    let name = format!(
+        "{}::golden_checksum",
+        module_path!().split_once("::").unwrap().1
+    );
     let mut child = Command::new(exe)
         .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
         .env(PRINT_ENV, "1")
@@ -93,7 +111,10 @@ fn child_process_maps_identically() {
         .lines()
         .find_map(|l| l.strip_prefix(CHECKSUM_PREFIX))
         .unwrap_or_else(|| panic!("child printed no checksum ({status}): {out}"));
-    assert_eq!(u64::from_str_radix(line.trim(), 16).unwrap(), mapping_checksum());
+    assert_eq!(
+        u64::from_str_radix(line.trim(), 16).unwrap(),
+        mapping_checksum()
+    );
     assert!(status.success(), "child failed: {out}");
 }
 
@@ -106,7 +127,10 @@ fn table_is_balanced() {
         let fair = m.table_size() as f64 / n as f64;
         for (i, &c) in m.slot_counts().iter().enumerate() {
             let off = (c as f64 - fair).abs() / fair;
-            assert!(off <= 0.05, "n={n}: endpoint {i} has {c} slots, fair {fair:.1}");
+            assert!(
+                off <= 0.05,
+                "n={n}: endpoint {i} has {c} slots, fair {fair:.1}"
+            );
         }
     }
 }
@@ -118,7 +142,10 @@ fn weights_set_the_share() {
     let total: u32 = weights.iter().sum();
     for (i, &c) in m.slot_counts().iter().enumerate() {
         let fair = m.table_size() as f64 * f64::from(weights[i]) / f64::from(total);
-        assert!((c as f64 - fair).abs() / fair <= 0.05, "endpoint {i}: {c} vs {fair:.0}");
+        assert!(
+            (c as f64 - fair).abs() / fair <= 0.05,
+            "endpoint {i}: {c} vs {fair:.0}"
+        );
     }
 }
 
@@ -135,7 +162,10 @@ fn large_pools_get_a_larger_prime_table() {
     assert_eq!(default_table_size(655), DEFAULT_TABLE_SIZE);
     let size = default_table_size(700);
     assert!(size >= 70_000 && is_prime(size));
-    assert_eq!(Maglev::with_table_size(&endpoints(&[1]), KeyMode::Ip, 100).table_size(), 101);
+    assert_eq!(
+        Maglev::with_table_size(&endpoints(&[1]), KeyMode::Ip, 100).table_size(),
+        101
+    );
 }
 
 /// `count` pseudo-random client keys from a fixed seed.
@@ -152,7 +182,10 @@ fn removing_one_backend_moves_few_keys() {
         let eps = endpoints(&vec![1; n]);
         let full = Maglev::new(&eps);
         let all = vec![true; n];
-        let before: Vec<usize> = keys.iter().map(|&k| full.lookup(k, &all).unwrap()).collect();
+        let before: Vec<usize> = keys
+            .iter()
+            .map(|&k| full.lookup(k, &all).unwrap())
+            .collect();
         let limit = keys.len() as f64 * (1.0 / n as f64 + 0.02);
         for removed in [0, n / 2, n - 1] {
             // Through the eligible mask: exactly the removed backend's keys move.
@@ -167,11 +200,18 @@ fn removing_one_backend_moves_few_keys() {
                     moved += 1;
                 }
             }
-            assert!(moved as f64 <= limit, "mask n={n}: {moved} moved, limit {limit:.0}");
+            assert!(
+                moved as f64 <= limit,
+                "mask n={n}: {moved} moved, limit {limit:.0}"
+            );
 
             // Through a rebuilt table without it.
-            let rest: Vec<Endpoint> =
-                eps.iter().enumerate().filter(|&(i, _)| i != removed).map(|(_, e)| e.clone()).collect();
+            let rest: Vec<Endpoint> = eps
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != removed)
+                .map(|(_, e)| e.clone())
+                .collect();
             let rebuilt = Maglev::new(&rest);
             let all_rest = vec![true; n - 1];
             let moved = keys
@@ -179,7 +219,10 @@ fn removing_one_backend_moves_few_keys() {
                 .zip(&before)
                 .filter(|&(&k, &b)| rest[rebuilt.lookup(k, &all_rest).unwrap()].id != eps[b].id)
                 .count();
-            assert!(moved as f64 <= limit, "rebuild n={n}: {moved} moved, limit {limit:.0}");
+            assert!(
+                moved as f64 <= limit,
+                "rebuild n={n}: {moved} moved, limit {limit:.0}"
+            );
         }
     }
 }
@@ -200,7 +243,10 @@ fn removed_backends_keys_spread_over_the_rest() {
     let moved: usize = got.iter().sum();
     let fair = moved as f64 / (n - 1) as f64;
     for (i, &c) in got.iter().enumerate().filter(|&(i, _)| i != 4) {
-        assert!((c as f64) > fair * 0.5 && (c as f64) < fair * 1.5, "endpoint {i}: {got:?}");
+        assert!(
+            (c as f64) > fair * 0.5 && (c as f64) < fair * 1.5,
+            "endpoint {i}: {got:?}"
+        );
     }
 }
 
@@ -226,11 +272,17 @@ fn order_of_construction_and_port_matter_as_documented() {
     for (i, client) in golden_keys().into_iter().enumerate().take(2_000) {
         let ctx = PickContext { client };
         assert_eq!(a.pick(&ctx, &[true; 6]), b.pick(&ctx, &[true; 6]));
-        let other = PickContext { client: SocketAddr::new(client.ip(), client.port() ^ 1) };
+        let other = PickContext {
+            client: SocketAddr::new(client.ip(), client.port() ^ 1),
+        };
         if a.pick(&ctx, &[true; 6]) != a.pick(&other, &[true; 6]) {
             port_changes += 1;
         }
-        assert_eq!(client_key(client, KeyMode::Ip), client_key(other.client, KeyMode::Ip), "{i}");
+        assert_eq!(
+            client_key(client, KeyMode::Ip),
+            client_key(other.client, KeyMode::Ip),
+            "{i}"
+        );
     }
     // Keyed by IP and port, a different source port usually lands elsewhere.
     assert!(port_changes > 1_000, "{port_changes}");
@@ -243,7 +295,9 @@ fn duplicate_ids_and_tiny_tables_still_work() {
     assert!(m.slot_counts().iter().all(|&c| c > 0));
     let tiny = Maglev::with_table_size(&endpoints(&[1; 5]), KeyMode::IpPort, 0);
     assert_eq!(tiny.table_size(), 2);
-    let owners: Vec<usize> = (0..2).map(|k| tiny.lookup(k, &[true; 5]).unwrap()).collect();
+    let owners: Vec<usize> = (0..2)
+        .map(|k| tiny.lookup(k, &[true; 5]).unwrap())
+        .collect();
     let orphan = (0..5).find(|i| !owners.contains(i)).unwrap();
     let mut only = [false; 5];
     only[orphan] = true;
