@@ -66,7 +66,12 @@ pub struct ClientOpts {
     pub client_key: Option<PathBuf>,
     /// Name the node's certificate must be valid for (also sent as SNI), when it differs
     /// from the endpoint's host, e.g. when dialling a node by IP address.
-    #[arg(long, env = "FIBERLB_TLS_SERVER_NAME", value_name = "NAME", global = true)]
+    #[arg(
+        long,
+        env = "FIBERLB_TLS_SERVER_NAME",
+        value_name = "NAME",
+        global = true
+    )]
     pub tls_server_name: Option<String>,
 }
 
@@ -208,9 +213,8 @@ fn client_tls(
         (None, Some(_)) => return Err(CliError::invalid("--client-key needs --client-cert")),
     }
     if let Some(name) = &opts.tls_server_name {
-        ServerName::try_from(name.as_str()).map_err(|e| {
-            CliError::invalid(format!("--tls-server-name {name:?}: {e}"))
-        })?;
+        ServerName::try_from(name.as_str())
+            .map_err(|e| CliError::invalid(format!("--tls-server-name {name:?}: {e}")))?;
         tls = tls.domain_name(name.clone());
     }
     Ok(Some(tls))
@@ -224,9 +228,7 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, CliError> {
 fn certificates(path: &Path, pem: &[u8], flag: &str) -> Result<(), CliError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            CliError::invalid(format!("{flag} {}: not valid PEM: {e}", path.display()))
-        })?;
+        .map_err(|e| CliError::invalid(format!("{flag} {}: not valid PEM: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(CliError::invalid(format!(
             "{flag} {}: no PEM CERTIFICATE block found",
@@ -333,6 +335,8 @@ mod tests {
             "fiberlb",
             "lb",
             "list",
+            "--org",
+            "acme",
             "--endpoint",
             "https://10.0.0.1:6300",
             "--ca-file",

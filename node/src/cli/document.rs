@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::enums::{
+use super::enums::{ProxyProtocol, 
     Algorithm, CheckKind, ClientAuth, DnsType, Method, Persistence, Protocol, TlsVersion,
 };
 
@@ -106,6 +106,9 @@ pub struct PoolDoc {
     /// Circuit breaker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerDoc>,
+    /// PROXY protocol header sent to backends (none, v1, v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocol>,
     /// Backends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendDoc>,

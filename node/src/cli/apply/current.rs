@@ -11,7 +11,7 @@ use crate::cli::document::{
     HealthCheckDoc, ListenerDoc, LoadBalancerDoc, PersistenceDoc, PoolDoc, QueryMatch, RedirectDoc,
     RuleDoc, StringMap, TlsDoc,
 };
-use crate::cli::enums::{
+use crate::cli::enums::{ProxyProtocol, 
     Algorithm, CheckKind, ClientAuth, DnsType, LbStatus, Method, Persistence, Protocol, TlsVersion,
 };
 
@@ -240,6 +240,7 @@ impl CurrentPool {
                     slow_call_rate_threshold: Some(c.slow_call_rate_threshold),
                     half_open_max_requests: Some(c.half_open_max_requests),
                 }),
+                proxy_protocol: Some(ProxyProtocol::from_proto(p.proxy_protocol).unwrap_or(ProxyProtocol::None)),
                 backends: Vec::new(),
             },
             backends: backends.iter().map(CurrentBackend::from_proto).collect(),

@@ -186,6 +186,7 @@ impl Fake {
                         .as_ref()
                         .map(requests::persistence),
                     circuit_breaker: spec.circuit_breaker.as_ref().map(requests::circuit_breaker),
+                    proxy_protocol: spec.proxy_protocol.map_or(0, |p| p.to_proto()),
                     enabled: spec.enabled != Some(false),
                     revision: 1,
                     ..Default::default()
@@ -213,6 +214,9 @@ impl Fake {
                 }
                 if let Some(c) = &delta.circuit_breaker {
                     p.circuit_breaker = Some(requests::circuit_breaker(c));
+                }
+                if let Some(v) = delta.proxy_protocol {
+                    p.proxy_protocol = v.to_proto();
                 }
                 p.revision += 1;
             }

@@ -95,6 +95,7 @@ pub fn merge_pool(cur: &PoolDoc, want: &PoolDoc) -> PoolDoc {
             }),
             (c, w) => pick(c, w),
         },
+        proxy_protocol: pick(&cur.proxy_protocol, &want.proxy_protocol),
         backends: Vec::new(),
     }
 }
@@ -109,13 +110,15 @@ pub fn delta_pool(desired: &PoolDoc, cur: &PoolDoc) -> Option<PoolDoc> {
         health_check: changed(&desired.health_check, &cur.health_check),
         session_persistence: changed(&desired.session_persistence, &cur.session_persistence),
         circuit_breaker: changed(&desired.circuit_breaker, &cur.circuit_breaker),
+        proxy_protocol: changed(&desired.proxy_protocol, &cur.proxy_protocol),
         backends: Vec::new(),
     };
     let any = d.algorithm.is_some()
         || d.enabled.is_some()
         || d.health_check.is_some()
         || d.session_persistence.is_some()
-        || d.circuit_breaker.is_some();
+        || d.circuit_breaker.is_some()
+        || d.proxy_protocol.is_some();
     any.then_some(d)
 }
 

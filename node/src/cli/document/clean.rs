@@ -33,6 +33,9 @@ impl LoadBalancerDoc {
         map_opt(&mut self.metadata);
         str_opt(&mut self.default_pool);
         for p in &mut self.pools {
+            if p.proxy_protocol == Some(crate::cli::enums::ProxyProtocol::None) {
+                p.proxy_protocol = None;
+            }
             if let Some(hc) = &mut p.health_check {
                 str_opt(&mut hc.path);
                 vec_opt(&mut hc.expected_codes);

@@ -114,7 +114,7 @@ impl Executor<'_> {
             health_check: spec.health_check.as_ref().map(requests::health_check),
             session_persistence: spec.session_persistence.as_ref().map(requests::persistence),
             circuit_breaker: spec.circuit_breaker.as_ref().map(requests::circuit_breaker),
-            proxy_protocol: 0,
+            proxy_protocol: spec.proxy_protocol.map_or(0, |p| p.to_proto()),
         };
         let r = self.api.pool.clone().create_pool(req).await?.into_inner();
         self.seen(&r.id, r.revision);
@@ -134,6 +134,7 @@ impl Executor<'_> {
             || delta.enabled.is_some()
             || delta.session_persistence.is_some()
             || delta.circuit_breaker.is_some()
+            || delta.proxy_protocol.is_some()
         {
             let req = pv::UpdatePoolRequest {
                 pool_id: id.to_string(),
@@ -149,7 +150,7 @@ impl Executor<'_> {
                     .map(requests::circuit_breaker),
                 enabled: delta.enabled,
                 revision: self.rev(id),
-                proxy_protocol: None,
+                proxy_protocol: delta.proxy_protocol.map(|p| p.to_proto()),
             };
             let r = self.api.pool.clone().update_pool(req).await?.into_inner();
             self.seen(&r.id, r.revision);
