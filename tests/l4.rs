@@ -502,3 +502,61 @@ async fn proxy_protocol_headers_carry_the_client_address() -> anyhow::Result<()>
     })
     .await
 }
+
+#[tokio::test]
+async fn vm_id_backends_resolve_through_plasmavmc() -> anyhow::Result<()> {
+    bounded(async {
+        let echo = tcp_echo(b"vm!").await?;
+        // A minimal PlasmaVMC: one running VM whose private address is the echo server's.
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let api_addr = api.local_addr()?;
+        let _vmc = tokio::spawn(async move {
+            while let Ok((mut s, _)) = api.accept().await {
+                tokio::spawn(async move {
+                    let mut req = vec![0u8; 4096];
+                    let n = s.read(&mut req).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&req[..n]).to_string();
+                    let (status, body) = if head.starts_with("GET /v1/vms/vm-007 ") {
+                        ("200 OK", r#"{"id":"vm-007","state":"running","interfaces":[{"name":"eth0","ipv4":"127.0.0.1","ipv6":null,"private":true}]}"#)
+                    } else {
+                        ("404 Not Found", r#"{"error":"not found"}"#)
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("fiberlb.toml");
+        std::fs::write(&cfg, format!("[plasmavmc]\nendpoint = \"http://{api_addr}\"\ncache_ttl_seconds = 5\n"))?;
+        let ip = unique_loopback();
+        let node = Node::start_with(dir.path(), &["-c", &cfg.to_string_lossy(), "--bind-address", &ip.to_string()]).await?;
+        let mut api = node.admin()?;
+        let lb_id = api.lb.create_load_balancer(fixtures::lb("vm", "acme")).await?.into_inner().id;
+        let pool = api.pool.create_pool(fixtures::pool(&lb_id, "vms")).await?.into_inner().id;
+        api.backend.add_backend(backend(&pool, "vm7", fixtures::vm("vm-007"), echo.addr.port() as u32)).await?;
+        let port = free_port(ip, false)?;
+        let mut req = fixtures::listener(&lb_id, "t", pb::ListenerProtocol::Tcp, port as u32);
+        req.default_pool_id = Some(pool);
+        api.listener.create_listener(req).await?;
+        let addr = SocketAddr::new(ip, port);
+        wait_tcp(addr, Duration::from_secs(10)).await?;
+        // The first connections may find the VM still being resolved: retry briefly.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut s = TcpStream::connect(addr).await?;
+            let mut three = [0u8; 3];
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut three)).await {
+                assert_eq!(&three, b"vm!");
+                break;
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "the VM backend never became reachable");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    })
+    .await
+}
