@@ -77,10 +77,16 @@ impl From<serde_yaml::Error> for CliError {
 /// The status message (which carries the API error code), or the gRPC code when the
 /// server sent no message.
 fn status_message(status: &tonic::Status) -> String {
-    if status.message().is_empty() {
+    let base = if status.message().is_empty() {
         format!("{:?}", status.code())
     } else {
         status.message().to_string()
+    };
+    // Transport failures (a refused TLS client certificate, say) carry the reason only in
+    // the source chain; server errors have none.
+    match std::error::Error::source(status) {
+        Some(src) => format!("{base}: {}", with_causes(src)),
+        None => base,
     }
 }
 

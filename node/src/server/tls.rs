@@ -94,17 +94,23 @@ pub fn server_config(settings: &ServerTlsSettings) -> Result<Option<ServerTlsCon
         check_client_ca(&ca, provider)?;
         config = config.client_ca_root(Certificate::from_pem(&ca.bytes));
     }
-    tracing::info!(
-        cert_file = %cert_path.display(),
-        client_ca = ?settings.ca_file.as_deref().map(Path::display).map(|d| d.to_string()),
-        "gRPC API serves TLS{}",
-        if settings.ca_file.is_some() { " and requires client certificates" } else { "" }
-    );
+    match &settings.ca_file {
+        Some(ca) => tracing::info!(
+            cert_file = %cert_path.display(),
+            ca_file = %ca.display(),
+            "gRPC API serves TLS and requires client certificates"
+        ),
+        None => tracing::info!(cert_file = %cert_path.display(), "gRPC API serves TLS"),
+    }
     Ok(Some(config))
 }
 
 /// The certificate chain parses and the key can sign for its first (end-entity) certificate.
-fn check_identity(cert: &PemFile, key: &PemFile, provider: &CryptoProvider) -> Result<(), TlsError> {
+fn check_identity(
+    cert: &PemFile,
+    key: &PemFile,
+    provider: &CryptoProvider,
+) -> Result<(), TlsError> {
     let chain = cert.certificates()?;
     let key_der = key.private_key()?;
     let signing_key = provider
@@ -264,7 +270,9 @@ CU73ETf5snrLYjlxZG0hFKmU63FpfQPmHjlFMEa+bj4tSvjpXkxJ/VF0\n\
 
     #[test]
     fn off_without_cert_file() {
-        assert!(server_config(&ServerTlsSettings::default()).unwrap().is_none());
+        assert!(server_config(&ServerTlsSettings::default())
+            .unwrap()
+            .is_none());
         assert!(grpc_server(&ServerTlsSettings::default()).is_ok());
     }
 
@@ -279,7 +287,9 @@ CU73ETf5snrLYjlxZG0hFKmU63FpfQPmHjlFMEa+bj4tSvjpXkxJ/VF0\n\
         assert!(grpc_server(&s).is_ok());
         // A bundle with the key in front of the certificate is still one certificate.
         let both = f.file("both.pem", &format!("{KEY}{CERT}"));
-        assert!(server_config(&settings(&both, &both, None)).unwrap().is_some());
+        assert!(server_config(&settings(&both, &both, None))
+            .unwrap()
+            .is_some());
     }
 
     #[test]
