@@ -134,7 +134,7 @@ impl Node {
     /// Starts a node on a fresh data directory.
     pub async fn start() -> anyhow::Result<Node> {
         let dir = tempfile::Builder::new().prefix("fiberlb-data-").tempdir()?;
-        let mut node = Self::spawn(dir.path(), &[]).await?;
+        let mut node = Self::spawn(dir.path(), &[], &[]).await?;
         node._owned_data = Some(dir);
         Ok(node)
     }
@@ -142,15 +142,45 @@ impl Node {
     /// Starts a node on an existing data directory (a restart); the caller keeps the
     /// directory alive.
     pub async fn start_in(dir: &Path) -> anyhow::Result<Node> {
-        Self::spawn(dir, &[]).await
+        Self::spawn(dir, &[], &[]).await
     }
 
     /// Starts a node on `dir` with extra `serve` flags.
     pub async fn start_with(dir: &Path, extra: &[&str]) -> anyhow::Result<Node> {
-        Self::spawn(dir, extra).await
+        Self::spawn(dir, extra, &[]).await
     }
 
-    async fn spawn(dir: &Path, extra: &[&str]) -> anyhow::Result<Node> {
+    /// Starts a node on `dir` with extra `serve` flags and environment variables.
+    pub async fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Node> {
+        Self::spawn(dir, extra, env).await
+    }
+
+    /// Sends a signal to the node (SIGTERM, SIGHUP, SIGSTOP…).
+    pub fn signal(&self, sig: i32) {
+        if self.child.is_some() {
+            // SAFETY: kill(2) on our own child, not yet reaped (so the PID is not reused).
+            unsafe { libc::kill(self.pid, sig) };
+        }
+    }
+
+    /// Waits (bounded) for the node to exit and returns its exit code (None: by signal).
+    pub async fn wait_exit(&mut self, within: std::time::Duration) -> anyhow::Result<Option<i32>> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    self.child = None;
+                    return Ok(status.code());
+                }
+            } else {
+                anyhow::bail!("node already reaped");
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "node did not exit within {within:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn spawn(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Node> {
         let bin = tokio::task::spawn_blocking(binary).await??;
         let logs = tempfile::Builder::new().prefix("fiberlb-log-").tempdir()?;
         let log = logs.path().join("stderr.log");
@@ -166,6 +196,7 @@ impl Node {
                 "127.0.0.1:0",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

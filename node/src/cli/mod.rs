@@ -142,7 +142,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Serve(args) => {
             let settings = crate::settings::load(&args).map_err(|e| CliError::Serve(e.into()))?;
-            return crate::server::run(settings).await.map_err(CliError::Serve);
+            return crate::server::run(settings, (*args).clone()).await.map_err(CliError::Serve);
         }
         other => other,
     };

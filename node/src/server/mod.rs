@@ -8,6 +8,7 @@ mod dataplane;
 mod grpc;
 mod grpc_metrics;
 mod logging;
+mod notify;
 mod runtime;
 mod tls;
 
@@ -19,7 +20,7 @@ use fiberlb_api::store::{ConfigStore, MemoryStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::settings::{Settings, StorageBackend};
+use crate::settings::{ServeArgs, Settings, StorageBackend};
 use crate::store::EmbeddedStore;
 
 pub use runtime::NodeRuntime;
@@ -27,9 +28,13 @@ pub use runtime::NodeRuntime;
 /// How often drained backends past their deadline are looked for.
 const REAP_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Runs a node until it is told to stop.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    logging::init(&settings.logging)?;
+/// Runs a node until it is told to stop. `args` are the command-line settings, kept so
+/// that SIGHUP can re-read the configuration with the same precedence.
+pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
+    let log = logging::init(&settings.logging)?;
+    // Handlers first: SIGHUP's default action would kill a node that printed "ready" but
+    // had not installed them yet.
+    let signals = Signals::install()?;
     // Exactly one rustls provider, installed before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // [server.tls] files are checked before anything starts: a bad one names itself.
@@ -60,11 +65,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let data_plane = dataplane::start(&settings, store.clone(), runtime.clone(), stop_rx.clone());
 
+    // The admin server outlives the drain, so /ready answers 503 while connections finish.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         runtime.clone(),
         metrics,
-        stop_rx.clone(),
+        admin_stop_rx,
     ));
     let grpc = tokio::spawn(grpc::serve(
         grpc_listener,
@@ -80,22 +87,87 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // A machine-readable line for scripts and tests that bind port 0.
     println!("fiberlb ready grpc={grpc_addr} admin={admin_addr}");
 
-    wait_for_signal().await;
+    notify::notify("READY=1");
+
+    let mut current = settings;
+    signals.wait_for_stop(&args, &log, &mut current).await;
     tracing::info!("shutting down");
+    notify::notify("STOPPING=1");
     runtime.set_ready(false);
     let _ = stop_tx.send(true);
-    let grace = settings.proxy.drain_grace();
+    let grace = current.proxy.drain_grace();
     data_plane.drain(grace).await;
-    match tokio::time::timeout(grace, async {
-        let _ = grpc.await;
-        let _ = admin.await;
-    })
-    .await
-    {
-        Ok(()) => tracing::info!("stopped"),
-        Err(_) => tracing::warn!(?grace, "grace period over; exiting with requests in flight"),
+    if tokio::time::timeout(grace, grpc).await.is_err() {
+        tracing::warn!(?grace, "gRPC calls still running after the grace period");
     }
+    let _ = admin_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// The signals a node reacts to.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, handling SIGHUP (configuration reload) meanwhile.
+    async fn wait_for_stop(mut self, args: &ServeArgs, log: &logging::LogHandle, current: &mut Settings) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => {
+                    notify::reloading();
+                    reload(args, log, current);
+                    notify::notify("READY=1");
+                }
+            }
+        }
+    }
+}
+
+/// Re-reads the configuration. An invalid file is rejected and the old settings stay.
+/// What can change live is applied; other changes are reported as needing a restart.
+fn reload(args: &ServeArgs, log: &logging::LogHandle, current: &mut Settings) {
+    let new = match crate::settings::load(args) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload rejected; keeping the running configuration");
+            return;
+        }
+    };
+    if let Err(e) = log.set_level(&new.logging.level) {
+        tracing::error!(error = %e, "configuration reload rejected; keeping the running configuration");
+        return;
+    }
+    let needs_restart: Vec<&str> = [
+        ("server", current.server != new.server),
+        ("storage", current.storage != new.storage),
+        ("cluster", current.cluster != new.cluster),
+        ("bgp", current.bgp != new.bgp),
+        ("logging.format", current.logging.format != new.logging.format),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect();
+    if !needs_restart.is_empty() {
+        tracing::warn!(sections = ?needs_restart, "these settings changed but take effect only after a restart");
+    }
+    *current = new;
+    tracing::info!(level = %current.logging.level, "configuration reloaded");
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>> {
@@ -138,18 +210,3 @@ async fn reap_loop(
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
