@@ -7,6 +7,7 @@
 //! [`cli::CLI_TIMEOUT`], and a whole test by [`bounded`].
 
 pub mod cli;
+pub mod etcd;
 pub mod client;
 pub mod fixtures;
 pub mod http;

@@ -139,16 +139,30 @@ pub fn pattern_matches(pattern: &str, action: &str) -> bool {
     rec(pattern.as_bytes(), action.as_bytes())
 }
 
-/// Resolves credentials of a request against the stored tokens.
+/// How long a verified credential is trusted without asking the store again (so a
+/// revocation takes effect fleet-wide within this time).
+const CACHE_FRESH_MS: u64 = 5_000;
+
+type TokenCache = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (AccessToken, u64)>>>;
+
+/// Resolves credentials of a request against the stored tokens. Verified credentials are
+/// cached briefly: the store is not read on every call, and while the store is unreachable
+/// known credentials keep working (status and reads from caches stay possible in an
+/// outage; writes fail on the store anyway).
 #[derive(Clone)]
 pub struct Authenticator {
     repo: Repo,
+    cache: TokenCache,
 }
 
 impl Authenticator {
     /// Over the given store.
     pub fn new(repo: Repo) -> Self {
-        Self { repo }
+        Self { repo, cache: TokenCache::default() }
+    }
+
+    fn cached(&self, hash: &str) -> Option<(AccessToken, u64)> {
+        self.cache.lock().ok()?.get(hash).cloned()
     }
 
     /// The principal of a request, from `authorization: Bearer …` or `x-api-key`.
@@ -159,19 +173,35 @@ impl Authenticator {
                 "no credential: send `authorization: Bearer <token>` or `x-api-key`",
             )
         })?;
-        let rejected = || {
-            ApiError::new(
-                ErrorCode::Unauthenticated,
-                "invalid, expired or revoked credential",
-            )
+        let rejected = || ApiError::new(ErrorCode::Unauthenticated, "invalid, expired or revoked credential");
+        let hash = hash_secret(&secret);
+        let now = now_ms();
+        let token = match self.cached(&hash) {
+            Some((t, at)) if now.saturating_sub(at) < CACHE_FRESH_MS => t,
+            cached => match self.lookup(&hash).await {
+                Ok(Some(t)) => {
+                    if let Ok(mut c) = self.cache.lock() {
+                        if c.len() > 10_000 {
+                            c.clear();
+                        }
+                        c.insert(hash.clone(), (t.clone(), now));
+                    }
+                    t
+                }
+                Ok(None) => {
+                    if let Ok(mut c) = self.cache.lock() {
+                        c.remove(&hash);
+                    }
+                    return Err(rejected());
+                }
+                Err(e) if e.code == ErrorCode::StoreUnavailable => match cached {
+                    Some((t, _)) => t,
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            },
         };
-        let id = self
-            .repo
-            .index(&keys::token_by_hash(&hash_secret(&secret)))
-            .await?
-            .ok_or_else(rejected)?;
-        let token: AccessToken = self.repo.find(&id).await?.ok_or_else(rejected)?;
-        if token.revoked || token.expires_at.is_some_and(|t| t <= now_ms()) {
+        if token.revoked || token.expires_at.is_some_and(|t| t <= now) {
             return Err(rejected());
         }
         Ok(Principal {
@@ -180,6 +210,20 @@ impl Authenticator {
             scope: token.scope,
             actions: token.actions,
         })
+    }
+
+    /// Drops a credential from this node's cache (after a revocation made here).
+    pub fn forget(&self, secret_sha256: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(secret_sha256);
+        }
+    }
+
+    async fn lookup(&self, hash: &str) -> ApiResult<Option<AccessToken>> {
+        let Some(id) = self.repo.index(&keys::token_by_hash(hash)).await? else {
+            return Ok(None);
+        };
+        self.repo.find(&id).await
     }
 }
 

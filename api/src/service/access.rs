@@ -150,6 +150,7 @@ impl Api {
                 .await?
             {
                 t.revision = rev;
+                self.auth.forget(&t.secret_sha256);
                 return Ok((t.to_proto(), format!("token/{}", t.id)));
             }
         }

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::settings::{ServeArgs, Settings, StorageBackend};
-use crate::store::EmbeddedStore;
+use crate::store::{EmbeddedStore, EtcdOptions, EtcdStore};
 
 pub use runtime::NodeRuntime;
 
@@ -182,9 +182,31 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>>
             tracing::warn!("storage.backend = memory: configuration is lost when the process exits");
             Arc::new(MemoryStore::new())
         }
-        StorageBackend::Chainfire => anyhow::bail!(
-            "storage.backend = chainfire: the etcd/ChainFire store is not part of this build yet; use embedded"
-        ),
+        StorageBackend::Chainfire => {
+            let s = &settings.storage;
+            let password = match &s.chainfire_password_file {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("storage.chainfire_password_file {}", p.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let ca_pem = match &s.chainfire_ca_file {
+                Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("storage.chainfire_ca_file {}", p.display()))?),
+                None => None,
+            };
+            let opts = EtcdOptions {
+                endpoints: s.chainfire_endpoints.clone(),
+                user: s.chainfire_username.clone().map(|u| (u, password.unwrap_or_default())),
+                ca_pem,
+            };
+            let store = EtcdStore::connect(&opts)
+                .await
+                .with_context(|| format!("connecting to the store at {}", s.chainfire_endpoints.join(",")))?;
+            Arc::new(store)
+        }
     })
 }
 

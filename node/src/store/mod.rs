@@ -7,13 +7,15 @@
 //!   is fsynced before it is acknowledged, so nothing acknowledged is lost by `kill -9`.
 //!   It keeps no history: a watch can only start at the current revision, and a caller that
 //!   falls behind gets [`fiberlb_api::store::StoreError::Compacted`] and reloads.
-//! - An etcd v3 backend (`etcd.rs`, to come) for fleets: ChainFire in production, a real
-//!   `etcd` in tests.
+//! - [`EtcdStore`] (`etcd.rs`): the etcd v3 API (ChainFire in production, a real `etcd` in
+//!   tests) for fleets. Watches resume from a revision; a compacted one means reload.
 //!
 //! The in-memory store for unit tests lives in `fiberlb-api` (`MemoryStore`); it is the
 //! reference semantics every backend here is checked against with
 //! `fiberlb_api::store::contract::run_all`.
 
 mod embedded;
+mod etcd;
 
 pub use embedded::EmbeddedStore;
+pub use etcd::{EtcdOptions, EtcdStore};
