@@ -26,6 +26,7 @@ ensure() {
 
 step "test dependencies"
 ensure dnsmasq dnsmasq-base
+ensure etcd etcd-server
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
