@@ -27,6 +27,7 @@ ensure() {
 step "test dependencies"
 ensure dnsmasq dnsmasq-base
 ensure etcd etcd-server
+ensure nix-instantiate nix-bin
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -36,6 +37,9 @@ timeout 1200 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo build (the fiberlb binary the integration tests start)"
 timeout 1200 cargo build --workspace --locked
+
+step "NixOS module: every file parses, example hosts render to a valid config"
+timeout 300 bash scripts/check-nix.sh
 
 step "cargo test"
 timeout 1500 cargo test --workspace --locked -- --test-threads 4

@@ -113,6 +113,19 @@ enum Command {
     /// Apply an exported document (the same as `apply`).
     #[command(after_help = EXPORT_HELP)]
     Import(apply::ApplyArgs),
+    /// Validate a server configuration file without starting anything (exit 0 or 1).
+    CheckConfig(CheckConfigArgs),
+}
+
+/// `fiberlb check-config`.
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    /// The TOML file to check.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    file: std::path::PathBuf,
+    /// Print the effective configuration (defaults filled in) when the file is valid.
+    #[arg(long)]
+    print: bool,
 }
 
 /// Entry point of the `fiberlb` binary.
@@ -144,11 +157,20 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let settings = crate::settings::load(&args).map_err(|e| CliError::Serve(e.into()))?;
             return crate::server::run(settings, (*args).clone()).await.map_err(CliError::Serve);
         }
+        Command::CheckConfig(a) => {
+            let settings = crate::settings::check_file(&a.file).map_err(|e| CliError::Serve(e.into()))?;
+            if a.print {
+                print!("{}", settings.to_toml());
+            } else {
+                println!("ok: {}", a.file.display());
+            }
+            return Ok(());
+        }
         other => other,
     };
     let api = Api::connect(&cli.opts).await?;
     match command {
-        Command::Serve(_) => Ok(()),
+        Command::Serve(_) | Command::CheckConfig(_) => Ok(()),
         Command::Lb(c) => cmd::lb::run(api, c, fmt).await,
         Command::Listener(c) => cmd::listener::run(api, c, fmt).await,
         Command::Rule(c) => cmd::rule::run(api, c, fmt).await,
