@@ -43,6 +43,9 @@ pub struct BackendStats {
     pub fleet_active: AtomicU64,
     /// EWMA of connect / first-byte time in microseconds; 0 = nothing measured yet.
     pub ewma_micros: AtomicU64,
+    /// Connections (L4) or requests (L7) sent to the backend since start: the status page
+    /// derives rates from it.
+    pub started: AtomicU64,
 }
 
 impl BackendStats {

@@ -5,14 +5,17 @@
 //! pick a backend with `connect` and move bytes with `copy`.
 
 pub mod client_hello;
+pub mod conn_metrics;
 pub mod connect;
 pub mod context;
 pub mod copy;
 pub mod host_match;
+pub mod http;
 pub mod listeners;
 pub mod passthrough;
 pub mod proxy_protocol;
 pub mod tcp;
+pub mod tls_termination;
 pub mod udp;
 
 pub use context::ProxyContext;

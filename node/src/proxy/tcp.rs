@@ -42,10 +42,9 @@ pub async fn relay(
 ) {
     ctx.sockets.apply(&client);
     let b = &backend.plan.backends[backend.index];
-    let labels = [("lb", lb.id.clone()), ("listener", l.id.clone()), ("backend", b.id.clone())];
-    metrics::counter!("fiberlb_connections_total", &labels).increment(1);
-    let active = metrics::gauge!("fiberlb_connections_active", &labels);
-    active.increment(1.0);
+    let m = super::conn_metrics::get(&lb.id, &l.id, &b.id);
+    m.total.increment(1);
+    m.active.increment(1.0);
     let mut header = Vec::new();
     if let Some(v) = backend.plan.pool.proxy_protocol {
         let local = client.local_addr().unwrap_or(peer);
@@ -68,10 +67,10 @@ pub async fn relay(
         }
     }
     .await;
-    active.decrement(1.0);
+    m.active.decrement(1.0);
     let (to_b, to_c) = (moved.to_backend.into_inner(), moved.to_client.into_inner());
-    metrics::counter!("fiberlb_bytes_in_total", &labels).increment(to_b);
-    metrics::counter!("fiberlb_bytes_out_total", &labels).increment(to_c);
+    m.bytes_in.increment(to_b);
+    m.bytes_out.increment(to_c);
     match result {
         Ok(end) => tracing::debug!(client = %peer, backend = %backend.addr, ?end, to_b, to_c, "connection closed"),
         Err(e) => tracing::debug!(client = %peer, backend = %backend.addr, error = %e, "connection ended with an error"),
