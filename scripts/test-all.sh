@@ -28,6 +28,9 @@ step "test dependencies"
 ensure dnsmasq dnsmasq-base
 ensure etcd etcd-server
 ensure nix-instantiate nix-bin
+ensure bird bird2
+# The BIRD interop test must run here, not skip.
+export FIBERLB_REQUIRE_BIRD=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
