@@ -3,10 +3,19 @@
 use fiberlb_tests::bounded;
 use fiberlb_tests::cli::run_raw;
 
-async fn check(dir: &std::path::Path, name: &str, body: &str) -> anyhow::Result<(Option<i32>, String)> {
+async fn check(
+    dir: &std::path::Path,
+    name: &str,
+    body: &str,
+) -> anyhow::Result<(Option<i32>, String)> {
     let path = dir.join(name);
     std::fs::write(&path, body)?;
-    let out = run_raw(&["check-config".into(), "-c".into(), path.to_string_lossy().into_owned()]).await?;
+    let out = run_raw(&[
+        "check-config".into(),
+        "-c".into(),
+        path.to_string_lossy().into_owned(),
+    ])
+    .await?;
     Ok((out.code, format!("{}{}", out.stdout, out.stderr)))
 }
 

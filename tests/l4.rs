@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use fiberlb_proto::v1 as pb;
 use fiberlb_tests::fixtures::{self, backend, ip};
-use fiberlb_tests::l4::{free_port, tcp_echo, tls_hello, tls_server, udp_echo, unique_loopback, wait_tcp};
+use fiberlb_tests::l4::{
+    free_port, tcp_echo, tls_hello, tls_server, udp_echo, unique_loopback, wait_tcp,
+};
 use fiberlb_tests::{bounded, Clients, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -23,26 +25,58 @@ async fn start() -> anyhow::Result<Lb> {
     let ip = unique_loopback();
     let node = Node::start_with(dir.path(), &["--bind-address", &ip.to_string()]).await?;
     let mut api = node.admin()?;
-    let lb = api.lb.create_load_balancer(fixtures::lb("l4", "acme")).await?.into_inner().id;
-    Ok(Lb { node, _dir: dir, api, lb, ip })
+    let lb = api
+        .lb
+        .create_load_balancer(fixtures::lb("l4", "acme"))
+        .await?
+        .into_inner()
+        .id;
+    Ok(Lb {
+        node,
+        _dir: dir,
+        api,
+        lb,
+        ip,
+    })
 }
 
 impl Lb {
     async fn pool(&mut self, name: &str, backends: &[SocketAddr]) -> anyhow::Result<String> {
-        let pool = self.api.pool.create_pool(fixtures::pool(&self.lb, name)).await?.into_inner().id;
+        let pool = self
+            .api
+            .pool
+            .create_pool(fixtures::pool(&self.lb, name))
+            .await?
+            .into_inner()
+            .id;
         for (i, b) in backends.iter().enumerate() {
-            let req = backend(&pool, &format!("{name}-{i}"), ip(&b.ip().to_string()), b.port() as u32);
+            let req = backend(
+                &pool,
+                &format!("{name}-{i}"),
+                ip(&b.ip().to_string()),
+                b.port() as u32,
+            );
             self.api.backend.add_backend(req).await?;
         }
         Ok(pool)
     }
 
-    async fn listener(&mut self, protocol: pb::ListenerProtocol, pool: Option<&str>) -> anyhow::Result<(String, SocketAddr)> {
+    async fn listener(
+        &mut self,
+        protocol: pb::ListenerProtocol,
+        pool: Option<&str>,
+    ) -> anyhow::Result<(String, SocketAddr)> {
         let udp = protocol == pb::ListenerProtocol::Udp;
         let port = free_port(self.ip, udp)?;
         let mut req = fixtures::listener(&self.lb, &format!("l{port}"), protocol, port as u32);
         req.default_pool_id = pool.map(str::to_string);
-        let id = self.api.listener.create_listener(req).await?.into_inner().id;
+        let id = self
+            .api
+            .listener
+            .create_listener(req)
+            .await?
+            .into_inner()
+            .id;
         let addr = SocketAddr::new(self.ip, port);
         if !udp {
             wait_tcp(addr, Duration::from_secs(10)).await?;
@@ -66,7 +100,9 @@ async fn tcp_echo_and_bulk_transfer_are_byte_exact() -> anyhow::Result<()> {
         assert_eq!(&four, b"ping");
 
         // 32 MiB of patterned bytes, written and read concurrently, then half-closed.
-        let payload: Vec<u8> = (0..32u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let payload: Vec<u8> = (0..32u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let (mut r, mut w) = s.into_split();
         let data = payload.clone();
         let writer = tokio::spawn(async move {
@@ -98,7 +134,9 @@ async fn udp_clients_get_only_their_own_replies() -> anyhow::Result<()> {
         let mut up = false;
         for _ in 0..100 {
             probe.send_to(b"probe", addr).await?;
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), probe.recv_from(&mut buf)).await {
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(100), probe.recv_from(&mut buf)).await
+            {
                 up = true;
                 break;
             }
@@ -115,11 +153,19 @@ async fn udp_clients_get_only_their_own_replies() -> anyhow::Result<()> {
                     let msg = [b'c', c, b'-', i];
                     s.send(&msg).await?;
                     let mut buf = [0u8; 64];
-                    let n = tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf)).await??;
-                    anyhow::ensure!(n == 6 && buf[2..6] == msg, "client {c} got someone else's reply: {:?}", &buf[..n]);
+                    let n =
+                        tokio::time::timeout(Duration::from_secs(5), s.recv(&mut buf)).await??;
+                    anyhow::ensure!(
+                        n == 6 && buf[2..6] == msg,
+                        "client {c} got someone else's reply: {:?}",
+                        &buf[..n]
+                    );
                     tags.insert(buf[0]);
                 }
-                anyhow::ensure!(tags.len() == 1, "one client's flow must stay on one backend");
+                anyhow::ensure!(
+                    tags.len() == 1,
+                    "one client's flow must stay on one backend"
+                );
                 anyhow::Ok(buf_tag(&tags))
             }));
         }
@@ -148,20 +194,39 @@ async fn tls_passthrough_routes_by_sni_and_shows_backend_certificates() -> anyho
         let pa = lb.pool("pa", &[sa.addr]).await?;
         let pb_ = lb.pool("pb", &[sb.addr]).await?;
         let (lid, addr) = lb.listener(pb::ListenerProtocol::TcpTls, None).await?;
-        for (name, host, pool) in [("to-a", "a.test", &pa), ("to-b", "*.b-wild.test", &pb_), ("to-b2", "b.test", &pb_)] {
+        for (name, host, pool) in [
+            ("to-a", "a.test", &pa),
+            ("to-b", "*.b-wild.test", &pb_),
+            ("to-b2", "b.test", &pb_),
+        ] {
             let rule = pb::RoutingRule {
                 name: name.into(),
                 priority: 10,
                 enabled: true,
                 conditions: vec![pb::RuleCondition {
-                    condition: Some(pb::rule_condition::Condition::HostHeader(pb::HostHeaderCondition { values: vec![host.into()] })),
+                    condition: Some(pb::rule_condition::Condition::HostHeader(
+                        pb::HostHeaderCondition {
+                            values: vec![host.into()],
+                        },
+                    )),
                 }],
                 action: Some(pb::RuleAction {
-                    action: Some(pb::rule_action::Action::ForwardToPool(pb::ForwardToPoolAction { pool_id: pool.clone() })),
+                    action: Some(pb::rule_action::Action::ForwardToPool(
+                        pb::ForwardToPoolAction {
+                            pool_id: pool.clone(),
+                        },
+                    )),
                 }),
                 ..Default::default()
             };
-            lb.api.listener.add_routing_rule(pb::AddRoutingRuleRequest { listener_id: lid.clone(), rule: Some(rule), revision: None }).await?;
+            lb.api
+                .listener
+                .add_routing_rule(pb::AddRoutingRuleRequest {
+                    listener_id: lid.clone(),
+                    rule: Some(rule),
+                    revision: None,
+                })
+                .await?;
         }
         // Rule changes reach the data plane through the store watch: retry briefly.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -174,7 +239,9 @@ async fn tls_passthrough_routes_by_sni_and_shows_backend_certificates() -> anyho
                     assert_eq!(b, b"from-b");
                     break;
                 }
-                other if std::time::Instant::now() > deadline => anyhow::bail!("routing never converged: {other:?}"),
+                other if std::time::Instant::now() > deadline => {
+                    anyhow::bail!("routing never converged: {other:?}")
+                }
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -182,10 +249,14 @@ async fn tls_passthrough_routes_by_sni_and_shows_backend_certificates() -> anyho
         assert!(tls_hello(addr, "c.test", &ca.cert_pem, 6).await.is_err());
         // Non-TLS bytes are closed cleanly and the listener keeps serving.
         let mut s = TcpStream::connect(addr).await?;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").await?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await?;
         let mut rest = Vec::new();
         let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await?;
-        assert!(n.is_err() || rest.is_empty(), "non-TLS first flight must be closed without a reply");
+        assert!(
+            n.is_err() || rest.is_empty(),
+            "non-TLS first flight must be closed without a reply"
+        );
         assert_eq!(tls_hello(addr, "a.test", &ca.cert_pem, 6).await?, b"from-a");
         Ok(())
     })
@@ -209,7 +280,9 @@ async fn a_stream_survives_one_hundred_config_changes() -> anyhow::Result<()> {
             let mut sent = 0u64;
             let mut i = 0u32;
             loop {
-                let chunk: Vec<u8> = (0..4096u32).map(|k| ((i.wrapping_mul(31) ^ k) & 0xff) as u8).collect();
+                let chunk: Vec<u8> = (0..4096u32)
+                    .map(|k| ((i.wrapping_mul(31) ^ k) & 0xff) as u8)
+                    .collect();
                 w.write_all(&chunk).await?;
                 sent += chunk.len() as u64;
                 i += 1;
@@ -241,12 +314,20 @@ async fn a_stream_survives_one_hundred_config_changes() -> anyhow::Result<()> {
         for step in 0..100usize {
             match step % 4 {
                 0 => {
-                    let req = backend(&pool, &format!("extra-{step}"), ip("127.0.0.1"), spare.addr.port() as u32);
+                    let req = backend(
+                        &pool,
+                        &format!("extra-{step}"),
+                        ip("127.0.0.1"),
+                        spare.addr.port() as u32,
+                    );
                     extra_backends.push(lb.api.backend.add_backend(req).await?.into_inner().id);
                 }
                 1 => {
                     if let Some(id) = extra_backends.pop() {
-                        let req = pb::RemoveBackendRequest { backend_id: id, ..Default::default() };
+                        let req = pb::RemoveBackendRequest {
+                            backend_id: id,
+                            ..Default::default()
+                        };
                         lb.api.backend.remove_backend(req).await?;
                     }
                 }
@@ -260,11 +341,19 @@ async fn a_stream_survives_one_hundred_config_changes() -> anyhow::Result<()> {
                 }
                 _ => {
                     if extra_listeners.len() < 3 {
-                        let (id, _) = lb.listener(pb::ListenerProtocol::Tcp, Some(&other_pool)).await?;
+                        let (id, _) = lb
+                            .listener(pb::ListenerProtocol::Tcp, Some(&other_pool))
+                            .await?;
                         extra_listeners.push(id);
                     } else {
                         let id = extra_listeners.remove(0);
-                        lb.api.listener.delete_listener(pb::DeleteListenerRequest { listener_id: id, revision: None }).await?;
+                        lb.api
+                            .listener
+                            .delete_listener(pb::DeleteListenerRequest {
+                                listener_id: id,
+                                revision: None,
+                            })
+                            .await?;
                     }
                 }
             }
@@ -290,7 +379,9 @@ async fn bad_clients_affect_only_their_own_connection() -> anyhow::Result<()> {
         let mut lb = start().await?;
         let pool = lb.pool("echo", &[echo.addr]).await?;
         let (_, tcp_addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
-        let (_, tls_addr) = lb.listener(pb::ListenerProtocol::TcpTls, Some(&pool)).await?;
+        let (_, tls_addr) = lb
+            .listener(pb::ListenerProtocol::TcpTls, Some(&pool))
+            .await?;
 
         // A healthy long-lived connection that must keep working throughout.
         let mut good = TcpStream::connect(tcp_addr).await?;
@@ -334,7 +425,6 @@ async fn bad_clients_affect_only_their_own_connection() -> anyhow::Result<()> {
     .await
 }
 
-
 #[tokio::test]
 async fn drain_stops_new_connections_then_closes_at_the_deadline() -> anyhow::Result<()> {
     bounded(async {
@@ -359,14 +449,37 @@ async fn drain_stops_new_connections_then_closes_at_the_deadline() -> anyhow::Re
             }
         }
         let mut held = held.ok_or_else(|| anyhow::anyhow!("round robin never chose A"))?;
-        let backends = lb.api.backend.list_backends(pb::ListBackendsRequest { pool_id: pool.clone(), ..Default::default() }).await?.into_inner().backends;
-        let a_id = backends.iter().find(|x| x.name == "pair-0").map(|x| x.id.clone()).ok_or_else(|| anyhow::anyhow!("no pair-0"))?;
-        lb.api.backend.drain_backend(pb::DrainBackendRequest { backend_id: a_id.clone(), timeout_seconds: Some(2), revision: None }).await?;
+        let backends = lb
+            .api
+            .backend
+            .list_backends(pb::ListBackendsRequest {
+                pool_id: pool.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .backends;
+        let a_id = backends
+            .iter()
+            .find(|x| x.name == "pair-0")
+            .map(|x| x.id.clone())
+            .ok_or_else(|| anyhow::anyhow!("no pair-0"))?;
+        lb.api
+            .backend
+            .drain_backend(pb::DrainBackendRequest {
+                backend_id: a_id.clone(),
+                timeout_seconds: Some(2),
+                revision: None,
+            })
+            .await?;
         // New connections go to B only (once the snapshot has the drain).
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut b_in_a_row = 0;
         while b_in_a_row < 10 {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "new connections still reach the draining backend");
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "new connections still reach the draining backend"
+            );
             let (_, who) = banner(addr).await?;
             b_in_a_row = if who == b'B' { b_in_a_row + 1 } else { 0 };
         }
@@ -375,14 +488,26 @@ async fn drain_stops_new_connections_then_closes_at_the_deadline() -> anyhow::Re
         let mut one = [0u8; 1];
         held.read_exact(&mut one).await?;
         assert_eq!(&one, b"x");
-        let got = lb.api.backend.get_backend(pb::GetBackendRequest { backend_id: a_id.clone() }).await?.into_inner();
+        let got = lb
+            .api
+            .backend
+            .get_backend(pb::GetBackendRequest {
+                backend_id: a_id.clone(),
+            })
+            .await?
+            .into_inner();
         assert_eq!(got.status, pb::BackendStatus::Draining as i32);
         assert_eq!(got.active_connections, 1);
         assert!(!got.drained);
         // ...and is closed after it.
         let mut rest = Vec::new();
         tokio::time::timeout(Duration::from_secs(6), held.read_to_end(&mut rest)).await??;
-        let got = lb.api.backend.get_backend(pb::GetBackendRequest { backend_id: a_id }).await?.into_inner();
+        let got = lb
+            .api
+            .backend
+            .get_backend(pb::GetBackendRequest { backend_id: a_id })
+            .await?
+            .into_inner();
         assert!(got.drained, "a drained backend reports drained");
         assert_eq!(got.active_connections, 0);
         Ok(())
@@ -407,15 +532,30 @@ async fn a_dns_query_through_a_udp_listener_reaches_a_real_dns_server() -> anyho
     bounded(async {
         let port = free_port("127.0.0.1".parse()?, true)?;
         let mut dns = tokio::process::Command::new("dnsmasq")
-            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--pid-file="])
-            .args(["--listen-address=127.0.0.1", "--bind-interfaces", "--user=root", "--log-facility=-"])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--pid-file=",
+            ])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--user=root",
+                "--log-facility=-",
+            ])
             .arg(format!("--port={port}"))
             .arg("--address=/svc.test/10.1.2.3")
             .kill_on_drop(true)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .map_err(|e| anyhow::anyhow!("dnsmasq (package dnsmasq-base; scripts/test-all.sh installs it): {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "dnsmasq (package dnsmasq-base; scripts/test-all.sh installs it): {e}"
+                )
+            })?;
         let server: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let mut lb = start().await?;
         let pool = lb.pool("dns", &[server]).await?;
@@ -425,15 +565,30 @@ async fn a_dns_query_through_a_udp_listener_reaches_a_real_dns_server() -> anyho
         let mut answer = None;
         for id in 1..=100u16 {
             client.send_to(&dns_query(id, "svc.test"), addr).await?;
-            if let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(100), client.recv_from(&mut buf)).await {
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(100), client.recv_from(&mut buf)).await
+            {
                 answer = Some((id, buf[..n].to_vec()));
                 break;
             }
         }
-        let (id, answer) = answer.ok_or_else(|| anyhow::anyhow!("no DNS answer through the listener"))?;
-        assert_eq!(&answer[..2], &id.to_be_bytes(), "the reply answers our query");
-        assert_eq!(u16::from_be_bytes([answer[6], answer[7]]), 1, "one answer record");
-        assert_eq!(&answer[answer.len() - 4..], &[10, 1, 2, 3], "dnsmasq's address for svc.test");
+        let (id, answer) =
+            answer.ok_or_else(|| anyhow::anyhow!("no DNS answer through the listener"))?;
+        assert_eq!(
+            &answer[..2],
+            &id.to_be_bytes(),
+            "the reply answers our query"
+        );
+        assert_eq!(
+            u16::from_be_bytes([answer[6], answer[7]]),
+            1,
+            "one answer record"
+        );
+        assert_eq!(
+            &answer[answer.len() - 4..],
+            &[10, 1, 2, 3],
+            "dnsmasq's address for svc.test"
+        );
         dns.kill().await?;
         Ok(())
     })
@@ -452,7 +607,8 @@ async fn proxy_protocol_headers_carry_the_client_address() -> anyhow::Result<()>
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let mut got = Vec::new();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
                     let _ = tx.send(got).await;
                 });
             }
@@ -461,7 +617,11 @@ async fn proxy_protocol_headers_carry_the_client_address() -> anyhow::Result<()>
         let pool = lb.pool("pp", &[cap_addr]).await?;
         let (_, addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
         for (version, check) in [(pb::ProxyProtocol::V1, 1), (pb::ProxyProtocol::V2, 2)] {
-            let req = pb::UpdatePoolRequest { pool_id: pool.clone(), proxy_protocol: Some(version as i32), ..Default::default() };
+            let req = pb::UpdatePoolRequest {
+                pool_id: pool.clone(),
+                proxy_protocol: Some(version as i32),
+                ..Default::default()
+            };
             lb.api.pool.update_pool(req).await?;
             // Wait until the header shows up (the snapshot follows the store asynchronously).
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -470,9 +630,17 @@ async fn proxy_protocol_headers_carry_the_client_address() -> anyhow::Result<()>
                 let me = c.local_addr()?;
                 c.write_all(b"payload").await?;
                 c.shutdown().await?;
-                let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.ok_or_else(|| anyhow::anyhow!("capture ended"))?;
+                let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("capture ended"))?;
                 let ok = if check == 1 {
-                    let line = format!("PROXY TCP4 {} {} {} {}\r\npayload", me.ip(), addr.ip(), me.port(), addr.port());
+                    let line = format!(
+                        "PROXY TCP4 {} {} {} {}\r\npayload",
+                        me.ip(),
+                        addr.ip(),
+                        me.port(),
+                        addr.port()
+                    );
                     got == line.as_bytes()
                 } else {
                     let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
@@ -491,15 +659,26 @@ async fn proxy_protocol_headers_carry_the_client_address() -> anyhow::Result<()>
                 if ok {
                     break;
                 }
-                anyhow::ensure!(std::time::Instant::now() < deadline, "PROXY v{check} header never appeared; last: {got:?}");
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "PROXY v{check} header never appeared; last: {got:?}"
+                );
             }
         }
         // Per-listener/backend metrics exist.
         let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
-        for name in ["fiberlb_connections_total", "fiberlb_connections_active", "fiberlb_bytes_in_total", "fiberlb_bytes_out_total"] {
+        for name in [
+            "fiberlb_connections_total",
+            "fiberlb_connections_active",
+            "fiberlb_bytes_in_total",
+            "fiberlb_bytes_out_total",
+        ] {
             assert!(m.body.contains(name), "{name} missing from /metrics");
         }
-        assert!(m.body.contains(&format!("lb=\"{}\"", lb.lb)), "metrics are labelled by lb");
+        assert!(
+            m.body.contains(&format!("lb=\"{}\"", lb.lb)),
+            "metrics are labelled by lb"
+        );
         Ok(())
     })
     .await

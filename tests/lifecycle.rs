@@ -12,7 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 #[tokio::test]
-async fn sigterm_turns_not_ready_refuses_new_connections_and_lets_open_ones_finish() -> anyhow::Result<()> {
+async fn sigterm_turns_not_ready_refuses_new_connections_and_lets_open_ones_finish(
+) -> anyhow::Result<()> {
     bounded(async {
         let echo = tcp_echo(b"").await?;
         let dir = tempfile::tempdir()?;
@@ -24,7 +25,12 @@ async fn sigterm_turns_not_ready_refuses_new_connections_and_lets_open_ones_fini
         let lip = unique_loopback();
         let mut node = Node::start_with_env(
             dir.path(),
-            &["-c", &cfg.to_string_lossy(), "--bind-address", &lip.to_string()],
+            &[
+                "-c",
+                &cfg.to_string_lossy(),
+                "--bind-address",
+                &lip.to_string(),
+            ],
             &[("NOTIFY_SOCKET", &notify_path.to_string_lossy())],
         )
         .await?;
@@ -33,9 +39,26 @@ async fn sigterm_turns_not_ready_refuses_new_connections_and_lets_open_ones_fini
         assert_eq!(&buf[..n], b"READY=1");
 
         let mut api = node.admin()?;
-        let lb = api.lb.create_load_balancer(fixtures::lb("life", "acme")).await?.into_inner().id;
-        let pool = api.pool.create_pool(fixtures::pool(&lb, "p")).await?.into_inner().id;
-        api.backend.add_backend(backend(&pool, "e", ip("127.0.0.1"), echo.addr.port() as u32)).await?;
+        let lb = api
+            .lb
+            .create_load_balancer(fixtures::lb("life", "acme"))
+            .await?
+            .into_inner()
+            .id;
+        let pool = api
+            .pool
+            .create_pool(fixtures::pool(&lb, "p"))
+            .await?
+            .into_inner()
+            .id;
+        api.backend
+            .add_backend(backend(
+                &pool,
+                "e",
+                ip("127.0.0.1"),
+                echo.addr.port() as u32,
+            ))
+            .await?;
         let port = free_port(lip, false)?;
         let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
         req.default_pool_id = Some(pool);
@@ -60,7 +83,10 @@ async fn sigterm_turns_not_ready_refuses_new_connections_and_lets_open_ones_fini
             if ready == 503 && refused {
                 break;
             }
-            anyhow::ensure!(std::time::Instant::now() < deadline, "ready={ready} refused={refused}");
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "ready={ready} refused={refused}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         open.write_all(b"during").await?;
@@ -68,7 +94,10 @@ async fn sigterm_turns_not_ready_refuses_new_connections_and_lets_open_ones_fini
         assert_eq!(&six, b"during");
         // The node waits for the connection, then exits 0 well inside the grace period.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(node.wait_exit(Duration::from_millis(10)).await.is_err(), "exited while a connection was open");
+        assert!(
+            node.wait_exit(Duration::from_millis(10)).await.is_err(),
+            "exited while a connection was open"
+        );
         drop(open);
         assert_eq!(node.wait_exit(Duration::from_secs(10)).await?, Some(0));
         Ok(())
@@ -86,7 +115,10 @@ async fn sighup_applies_a_valid_file_and_rejects_an_invalid_one() -> anyhow::Res
         let wait_log = async |needle: &str| -> anyhow::Result<()> {
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while !node.stderr_tail(200).contains(needle) {
-                anyhow::ensure!(std::time::Instant::now() < deadline, "log never said {needle:?}");
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "log never said {needle:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(())
@@ -94,13 +126,19 @@ async fn sighup_applies_a_valid_file_and_rejects_an_invalid_one() -> anyhow::Res
         std::fs::write(&cfg, "[logging]\nlevel = \"debug\"\nnot_a_key = 1\n")?;
         node.signal(libc::SIGHUP);
         wait_log("configuration reload rejected").await?;
-        assert_eq!(http::get(node.admin_addr(), "/ready").await?.status, 200, "still serving");
+        assert_eq!(
+            http::get(node.admin_addr(), "/ready").await?.status,
+            200,
+            "still serving"
+        );
         std::fs::write(&cfg, "[logging]\nlevel = \"debug\"\n")?;
         node.signal(libc::SIGHUP);
         wait_log("configuration reloaded").await?;
         // Debug lines now appear: any API call logs at debug level somewhere below.
         let mut api = node.admin()?;
-        api.lb.create_load_balancer(fixtures::lb("hup", "acme")).await?;
+        api.lb
+            .create_load_balancer(fixtures::lb("hup", "acme"))
+            .await?;
         wait_log("DEBUG").await?;
         Ok(())
     })

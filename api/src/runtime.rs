@@ -29,6 +29,34 @@ pub struct NodeInfo {
     pub probes_owned: u32,
 }
 
+/// A fleet member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Node id.
+    pub node_id: String,
+    /// `alive`, `suspect` or `down`.
+    pub state: MemberState,
+    /// Its gRPC API address.
+    pub api_addr: String,
+    /// Its gossip address.
+    pub gossip_addr: String,
+    /// Incarnation.
+    pub generation: u64,
+    /// Whether it is the node answering.
+    pub is_self: bool,
+}
+
+/// Liveness of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Missed probes; may be down.
+    Suspect,
+    /// Declared down.
+    Down,
+}
+
 /// Runtime state as seen by the API.
 pub trait RuntimeView: Send + Sync + 'static {
     /// The fleet's health verdict for a backend of `pool`.
@@ -37,6 +65,10 @@ pub trait RuntimeView: Send + Sync + 'static {
     fn circuit_state(&self, backend_id: &str) -> CircuitState;
     /// This node's status.
     fn node_info(&self) -> NodeInfo;
+    /// Fleet members as this node's gossip sees them (empty with gossip off).
+    fn members(&self) -> Vec<MemberInfo> {
+        Vec::new()
+    }
     /// Connections (L4) or in-flight requests (L7) this node has open to a backend.
     fn active_connections(&self, _backend_id: &str) -> u64 {
         0

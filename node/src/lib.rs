@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod cli;
+pub mod health;
 pub mod proxy;
 pub mod resolve;
 pub mod server;

@@ -17,7 +17,9 @@ pub struct Etcd {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Etcd {
@@ -27,7 +29,12 @@ impl Etcd {
         let (cp, pp) = (free_port()?, free_port()?);
         let client: SocketAddr = format!("127.0.0.1:{cp}").parse()?;
         let peer = format!("http://127.0.0.1:{pp}");
-        let mut etcd = Etcd { child: None, client, peer, dir };
+        let mut etcd = Etcd {
+            child: None,
+            client,
+            peer,
+            dir,
+        };
         etcd.spawn()?;
         etcd.wait_up(Duration::from_secs(20)).await?;
         Ok(etcd)
@@ -36,7 +43,10 @@ impl Etcd {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let child = Command::new("etcd")
             .arg("--name=t")
-            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--listen-client-urls=http://{}", self.client))
             .arg(format!("--advertise-client-urls=http://{}", self.client))
             .arg(format!("--listen-peer-urls={}", self.peer))
@@ -70,7 +80,10 @@ impl Etcd {
                     return Ok(());
                 }
             }
-            anyhow::ensure!(Instant::now() < deadline, "etcd did not come up within {within:?}");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "etcd did not come up within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

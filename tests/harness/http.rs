@@ -39,12 +39,33 @@ pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> {
         .map_err(|_| anyhow!("GET http://{addr}{path} took longer than {HTTP_TIMEOUT:?}"))?
 }
 
+/// `GET path` on `addr` with extra request headers (`"name: value"` lines).
+pub async fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[&str],
+) -> anyhow::Result<HttpResponse> {
+    tokio::time::timeout(HTTP_TIMEOUT, get_inner_with(addr, path, headers))
+        .await
+        .map_err(|_| anyhow!("GET http://{addr}{path} took longer than {HTTP_TIMEOUT:?}"))?
+}
+
 async fn get_inner(addr: SocketAddr, path: &str) -> anyhow::Result<HttpResponse> {
+    get_inner_with(addr, path, &[]).await
+}
+
+async fn get_inner_with(
+    addr: SocketAddr,
+    path: &str,
+    extra: &[&str],
+) -> anyhow::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
+    let extra: String = extra.iter().map(|h| format!("{h}\r\n")).collect();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n{extra}\r\n"
+    );
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await?;

@@ -15,7 +15,12 @@ use tokio::task::JoinHandle;
 pub fn unique_loopback() -> IpAddr {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed) + (std::process::id() % 200) * 256;
-    IpAddr::V4(Ipv4Addr::new(127, 77, ((n >> 8) & 0xff) as u8, (n & 0xff).max(1) as u8))
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        77,
+        ((n >> 8) & 0xff) as u8,
+        (n & 0xff).max(1) as u8,
+    ))
 }
 
 /// A port that was free on `ip` a moment ago (the listener port is chosen by the test,
@@ -36,7 +41,10 @@ pub async fn wait_tcp(addr: SocketAddr, within: Duration) -> anyhow::Result<()> 
         if TcpStream::connect(addr).await.is_ok() {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "{addr} did not start listening within {within:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{addr} did not start listening within {within:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -90,7 +98,11 @@ pub async fn udp_echo(tag: &'static [u8]) -> anyhow::Result<Backend> {
 
 /// TLS server presenting `cert`/`key` (PEM); after the handshake it writes `hello` and
 /// echoes what it reads.
-pub async fn tls_server(cert_pem: &str, key_pem: &str, hello: &'static [u8]) -> anyhow::Result<Backend> {
+pub async fn tls_server(
+    cert_pem: &str,
+    key_pem: &str,
+    hello: &'static [u8],
+) -> anyhow::Result<Backend> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> =
@@ -108,7 +120,9 @@ pub async fn tls_server(cert_pem: &str, key_pem: &str, hello: &'static [u8]) -> 
         while let Ok((s, _)) = l.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(s).await else { return };
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 if tls.write_all(hello).await.is_err() {
                     return;
                 }
@@ -126,7 +140,12 @@ pub async fn tls_server(cert_pem: &str, key_pem: &str, hello: &'static [u8]) -> 
 
 /// Connects with TLS to `addr` sending `sni`, trusting only `ca_pem`; returns the first
 /// `n` bytes the server sends.
-pub async fn tls_hello(addr: SocketAddr, sni: &str, ca_pem: &str, n: usize) -> anyhow::Result<Vec<u8>> {
+pub async fn tls_hello(
+    addr: SocketAddr,
+    sni: &str,
+    ca_pem: &str,
+    n: usize,
+) -> anyhow::Result<Vec<u8>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
@@ -140,7 +159,9 @@ pub async fn tls_hello(addr: SocketAddr, sni: &str, ca_pem: &str, n: usize) -> a
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await?;
-    let mut tls = connector.connect(ServerName::try_from(sni.to_string())?, tcp).await?;
+    let mut tls = connector
+        .connect(ServerName::try_from(sni.to_string())?, tcp)
+        .await?;
     let mut buf = vec![0u8; n];
     tls.read_exact(&mut buf).await?;
     Ok(buf)

@@ -7,11 +7,12 @@
 //! [`cli::CLI_TIMEOUT`], and a whole test by [`bounded`].
 
 pub mod cli;
-pub mod etcd;
 pub mod client;
+pub mod etcd;
 pub mod fixtures;
 pub mod http;
 pub mod l4;
+pub mod l7;
 pub mod node;
 pub mod pki;
 

@@ -151,7 +151,11 @@ impl Node {
     }
 
     /// Starts a node on `dir` with extra `serve` flags and environment variables.
-    pub async fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Node> {
+    pub async fn start_with_env(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Node> {
         Self::spawn(dir, extra, env).await
     }
 
@@ -175,7 +179,10 @@ impl Node {
             } else {
                 anyhow::bail!("node already reaped");
             }
-            anyhow::ensure!(std::time::Instant::now() < deadline, "node did not exit within {within:?}");
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "node did not exit within {within:?}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }

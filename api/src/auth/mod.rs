@@ -143,7 +143,8 @@ pub fn pattern_matches(pattern: &str, action: &str) -> bool {
 /// revocation takes effect fleet-wide within this time).
 const CACHE_FRESH_MS: u64 = 5_000;
 
-type TokenCache = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (AccessToken, u64)>>>;
+type TokenCache =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (AccessToken, u64)>>>;
 
 /// Resolves credentials of a request against the stored tokens. Verified credentials are
 /// cached briefly: the store is not read on every call, and while the store is unreachable
@@ -158,7 +159,10 @@ pub struct Authenticator {
 impl Authenticator {
     /// Over the given store.
     pub fn new(repo: Repo) -> Self {
-        Self { repo, cache: TokenCache::default() }
+        Self {
+            repo,
+            cache: TokenCache::default(),
+        }
     }
 
     fn cached(&self, hash: &str) -> Option<(AccessToken, u64)> {
@@ -173,7 +177,12 @@ impl Authenticator {
                 "no credential: send `authorization: Bearer <token>` or `x-api-key`",
             )
         })?;
-        let rejected = || ApiError::new(ErrorCode::Unauthenticated, "invalid, expired or revoked credential");
+        let rejected = || {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "invalid, expired or revoked credential",
+            )
+        };
         let hash = hash_secret(&secret);
         let now = now_ms();
         let token = match self.cached(&hash) {

@@ -257,11 +257,13 @@ pub fn credential_kind_to(k: CredentialKind) -> i32 {
 /// PROXY protocol version; unspecified = none.
 pub fn proxy_protocol_from(v: i32) -> ApiResult<Option<ProxyProtocolVersion>> {
     use pb::ProxyProtocol as P;
-    Ok(match P::try_from(v).map_err(|_| unknown("proxy_protocol", v))? {
-        P::Unspecified | P::None => None,
-        P::V1 => Some(ProxyProtocolVersion::V1),
-        P::V2 => Some(ProxyProtocolVersion::V2),
-    })
+    Ok(
+        match P::try_from(v).map_err(|_| unknown("proxy_protocol", v))? {
+            P::Unspecified | P::None => None,
+            P::V1 => Some(ProxyProtocolVersion::V1),
+            P::V2 => Some(ProxyProtocolVersion::V2),
+        },
+    )
 }
 
 /// PROXY protocol version to proto.

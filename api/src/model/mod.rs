@@ -20,8 +20,8 @@ pub use listener::{
 };
 pub use load_balancer::{LbStatus, LoadBalancer};
 pub use pool::{
-    Algorithm, CheckKind, CircuitBreakerConfig, DnsRecordType, HealthCheck, PersistenceMode, Pool, ProxyProtocolVersion,
-    SessionPersistence,
+    Algorithm, CheckKind, CircuitBreakerConfig, DnsRecordType, HealthCheck, PersistenceMode, Pool,
+    ProxyProtocolVersion, SessionPersistence,
 };
 pub use token::{AccessToken, CredentialKind, TokenScope};
 

@@ -95,7 +95,10 @@ impl Api {
             if let Some(rev) = self.repo.commit(txn).await? {
                 b.revision = rev;
                 let path = backend_path(&b);
-                return Ok((self.backend_with_runtime(&b, &self.runtime.backend_health(&pool, &b)), path));
+                return Ok((
+                    self.backend_with_runtime(&b, &self.runtime.backend_health(&pool, &b)),
+                    path,
+                ));
             }
         }
         Err(contended("add backend"))
@@ -211,7 +214,11 @@ impl Api {
             &r.page_token,
         )?;
         Ok(pb::ListBackendsResponse {
-            backends: page.items.iter().map(|(b, h)| self.backend_with_runtime(b, h)).collect(),
+            backends: page
+                .items
+                .iter()
+                .map(|(b, h)| self.backend_with_runtime(b, h))
+                .collect(),
             next_page_token: page.next_page_token,
             total_count: page.total_count,
         })

@@ -31,4 +31,32 @@ impl pb::cluster_service_server::ClusterService for Api {
             }
         }))
     }
+
+    async fn list_members(
+        &self,
+        req: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        let p = self.principal(&req).await?;
+        reply(p.require("fiberlb:cluster:get").map(|()| {
+            use crate::runtime::MemberState as S;
+            let members = self
+                .runtime
+                .members()
+                .into_iter()
+                .map(|m| pb::Member {
+                    node_id: m.node_id,
+                    state: match m.state {
+                        S::Alive => pb::MemberState::Alive,
+                        S::Suspect => pb::MemberState::Suspect,
+                        S::Down => pb::MemberState::Down,
+                    } as i32,
+                    api_addr: m.api_addr,
+                    gossip_addr: m.gossip_addr,
+                    generation: m.generation,
+                    is_self: m.is_self,
+                })
+                .collect();
+            pb::ListMembersResponse { members }
+        }))
+    }
 }

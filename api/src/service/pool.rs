@@ -8,9 +8,8 @@ use super::page::{name_key, paginate};
 use super::{audited, reply, Api};
 use crate::auth::Principal;
 use crate::convert::{
-    proxy_protocol_from,
     algorithm_from, circuit_breaker_from_proto, circuit_state_to, health_check_from_proto,
-    persistence_from_proto,
+    persistence_from_proto, proxy_protocol_from,
 };
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::keys;

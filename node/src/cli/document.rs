@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::enums::{ProxyProtocol, 
-    Algorithm, CheckKind, ClientAuth, DnsType, Method, Persistence, Protocol, TlsVersion,
+use super::enums::{
+    Algorithm, CheckKind, ClientAuth, DnsType, Method, Persistence, Protocol, ProxyProtocol,
+    TlsVersion,
 };
 
 /// String maps (tags, metadata, headers) kept sorted so output is deterministic.

@@ -155,10 +155,13 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let command = match cli.command {
         Command::Serve(args) => {
             let settings = crate::settings::load(&args).map_err(|e| CliError::Serve(e.into()))?;
-            return crate::server::run(settings, (*args).clone()).await.map_err(CliError::Serve);
+            return crate::server::run(settings, (*args).clone())
+                .await
+                .map_err(CliError::Serve);
         }
         Command::CheckConfig(a) => {
-            let settings = crate::settings::check_file(&a.file).map_err(|e| CliError::Serve(e.into()))?;
+            let settings =
+                crate::settings::check_file(&a.file).map_err(|e| CliError::Serve(e.into()))?;
             if a.print {
                 print!("{}", settings.to_toml());
             } else {

@@ -43,7 +43,11 @@ pub fn get(lb: &str, listener: &str, backend: &str) -> Arc<ConnMetrics> {
     if cache().len() >= MAX_ENTRIES {
         cache().clear();
     }
-    let labels = [("lb", lb.to_string()), ("listener", listener.to_string()), ("backend", backend.to_string())];
+    let labels = [
+        ("lb", lb.to_string()),
+        ("listener", listener.to_string()),
+        ("backend", backend.to_string()),
+    ];
     let m = Arc::new(ConnMetrics {
         total: metrics::counter!("fiberlb_connections_total", &labels),
         active: metrics::gauge!("fiberlb_connections_active", &labels),

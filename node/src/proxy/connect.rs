@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use crate::balance::PickContext;
+use crate::health::{self, Outcome};
 use crate::resolve::{Lookup, Resolver};
 use crate::snapshot::{PoolPlan, Snapshot};
 use crate::state::BackendState;
@@ -97,8 +98,15 @@ pub enum Picked {
 
 /// Picks an eligible backend and resolves it (from cache, never waiting); the picked
 /// backend is removed from `eligible` so a retry picks another.
-pub fn pick_addr(plan: &PoolPlan, eligible: &mut [bool], ctx: &PickContext, resolver: &Resolver) -> Picked {
-    let Some(i) = plan.balancer.pick(ctx, eligible) else { return Picked::Nothing };
+pub fn pick_addr(
+    plan: &PoolPlan,
+    eligible: &mut [bool],
+    ctx: &PickContext,
+    resolver: &Resolver,
+) -> Picked {
+    let Some(i) = plan.balancer.pick(ctx, eligible) else {
+        return Picked::Nothing;
+    };
     eligible[i] = false;
     let b = &plan.backends[i];
     match resolver.lookup(&b.address, b.port) {
@@ -106,13 +114,19 @@ pub fn pick_addr(plan: &PoolPlan, eligible: &mut [bool], ctx: &PickContext, reso
             Some(a) => Picked::Addr(i, *a),
             None => Picked::Unusable(format!("backend {} resolved to no address", b.name)),
         },
-        Lookup::Pending => Picked::Unusable(format!("backend {} address is still being resolved", b.name)),
+        Lookup::Pending => Picked::Unusable(format!(
+            "backend {} address is still being resolved",
+            b.name
+        )),
         Lookup::Failed(e) => Picked::Unusable(format!("backend {}: {e}", b.name)),
     }
 }
 
 /// The enabled pool `pool_id` of a snapshot.
-pub fn pool_plan(snapshot: &Snapshot, pool_id: Option<&str>) -> Result<Arc<PoolPlan>, ConnectError> {
+pub fn pool_plan(
+    snapshot: &Snapshot,
+    pool_id: Option<&str>,
+) -> Result<Arc<PoolPlan>, ConnectError> {
     let pool_id = pool_id.ok_or(ConnectError::NoPool)?;
     snapshot
         .pools
@@ -146,22 +160,53 @@ pub async fn connect(
         };
         let b = &plan.backends[i];
         let state = plan.states[i].clone();
+        // The circuit breaker may refuse (half-open with its probe slots taken).
+        let Some(admission) = health::passive::admit(&state) else {
+            last = Some(format!("{}: circuit breaker open", b.name));
+            continue;
+        };
         state.stats.active.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 state.stats.observe_latency(started.elapsed());
+                admission.finish(Outcome::Success(started.elapsed()));
                 opts.apply(&stream);
-                return Ok(BackendConn { stream, plan: plan.clone(), index: i, addr, state });
+                state.stats.started.fetch_add(1, Ordering::Relaxed);
+                return Ok(BackendConn {
+                    stream,
+                    plan: plan.clone(),
+                    index: i,
+                    addr,
+                    state,
+                });
             }
-            Ok(Err(e)) => last = Some(format!("{} ({addr}): {e}", b.name)),
-            Err(_) => last = Some(format!("{} ({addr}): connect timed out after {:?}", b.name, opts.connect_timeout)),
+            Ok(Err(e)) => {
+                let reset = e.kind() == std::io::ErrorKind::ConnectionReset;
+                admission.finish(if reset {
+                    Outcome::Reset
+                } else {
+                    Outcome::ConnectFailed
+                });
+                last = Some(format!("{} ({addr}): {e}", b.name));
+            }
+            Err(_) => {
+                admission.finish(Outcome::Timeout);
+                last = Some(format!(
+                    "{} ({addr}): connect timed out after {:?}",
+                    b.name, opts.connect_timeout
+                ));
+            }
         }
         state.stats.active.fetch_sub(1, Ordering::Relaxed);
-        metrics::counter!("fiberlb_backend_connect_failures_total", "backend" => b.id.clone()).increment(1);
+        metrics::counter!("fiberlb_backend_connect_failures_total", "backend" => b.id.clone())
+            .increment(1);
     }
     match last {
-        Some(last) => Err(ConnectError::Failed { pool: pool_id.to_string(), last }),
+        Some(last) => Err(ConnectError::Failed {
+            pool: pool_id.to_string(),
+            last,
+        }),
         None => Err(ConnectError::NoHealthyBackend(pool_id.to_string())),
     }
 }

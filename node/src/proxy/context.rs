@@ -23,22 +23,26 @@ pub struct ProxyContext {
     pub hello_timeout: Duration,
     /// Cancelled at the end of the shutdown grace period: closes every connection.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The L7 data plane's limits, backend clients and persistence tables.
+    pub http: Arc<super::http::HttpShared>,
 }
 
 impl ProxyContext {
     /// Builds the context from `[proxy]` settings.
     pub fn new(cell: Arc<SnapshotCell>, resolver: Resolver, s: &ProxySettings) -> Self {
+        let sockets = SocketOptions {
+            nodelay: s.tcp_nodelay,
+            keepalive: s.tcp_keepalive(),
+            connect_timeout: s.connection_timeout(),
+        };
         Self {
             cell,
             resolver,
-            sockets: SocketOptions {
-                nodelay: s.tcp_nodelay,
-                keepalive: s.tcp_keepalive(),
-                connect_timeout: s.connection_timeout(),
-            },
+            sockets,
             buffer_size: s.recv_buffer_size.clamp(4096, 1 << 20),
             hello_timeout: s.header_read_timeout(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            http: Arc::new(super::http::HttpShared::new(s, sockets)),
         }
     }
 }

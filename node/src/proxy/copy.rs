@@ -68,11 +68,18 @@ struct Activity {
 
 impl Activity {
     fn touch(&self) {
-        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
-async fn pump(src: &TcpStream, dst: &TcpStream, buf_size: usize, moved: &AtomicU64, act: &Activity) -> io::Result<()> {
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    buf_size: usize,
+    moved: &AtomicU64,
+    act: &Activity,
+) -> io::Result<()> {
     loop {
         src.readable().await?;
         let mut buf = take_buffer(buf_size);
@@ -124,7 +131,11 @@ pub async fn splice(
     cancel: &CancellationToken,
     moved: &Transferred,
 ) -> io::Result<CopyEnd> {
-    let act = Activity { start: Instant::now(), last_ms: AtomicU64::new(0), finished: std::sync::atomic::AtomicU8::new(0) };
+    let act = Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+        finished: std::sync::atomic::AtomicU8::new(0),
+    };
     let both = futures::future::try_join(
         pump(client, backend, buf_size, &moved.to_backend, &act),
         pump(backend, client, buf_size, &moved.to_client, &act),
@@ -168,7 +179,15 @@ mod tests {
         let cancel = CancellationToken::new();
         // Like the real handler, the proxy closes both sockets once the copy is done.
         let proxy = async {
-            let r = splice(&c_far, &b_near, 1024, Duration::from_secs(5), &cancel, &moved).await;
+            let r = splice(
+                &c_far,
+                &b_near,
+                1024,
+                Duration::from_secs(5),
+                &cancel,
+                &moved,
+            )
+            .await;
             drop((c_far, b_near));
             r
         };
@@ -179,15 +198,24 @@ mod tests {
             let mut got = Vec::new();
             backend_app.read_to_end(&mut got).await.unwrap();
             assert_eq!(got, payload);
-            backend_app.write_all(b"reply after half-close").await.unwrap();
+            backend_app
+                .write_all(b"reply after half-close")
+                .await
+                .unwrap();
             backend_app.shutdown().await.unwrap();
             let mut back = Vec::new();
             client_app.read_to_end(&mut back).await.unwrap();
             assert_eq!(back, b"reply after half-close");
         };
-        let (end, ()) = tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(proxy, apps) }).await.unwrap();
+        let (end, ()) =
+            tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(proxy, apps) })
+                .await
+                .unwrap();
         assert_eq!(end.unwrap(), CopyEnd::Done);
-        assert_eq!(moved.to_backend.load(Ordering::Relaxed), payload.len() as u64);
+        assert_eq!(
+            moved.to_backend.load(Ordering::Relaxed),
+            payload.len() as u64
+        );
     }
 
     #[tokio::test]
@@ -198,14 +226,30 @@ mod tests {
         let cancel = CancellationToken::new();
         let end = tokio::time::timeout(
             Duration::from_secs(5),
-            splice(&c_far, &b_near, 1024, Duration::from_millis(100), &cancel, &moved),
+            splice(
+                &c_far,
+                &b_near,
+                1024,
+                Duration::from_millis(100),
+                &cancel,
+                &moved,
+            ),
         )
         .await
         .unwrap()
         .unwrap();
         assert_eq!(end, CopyEnd::Idle);
         cancel.cancel();
-        let end = splice(&c_far, &b_near, 1024, Duration::from_secs(60), &cancel, &moved).await.unwrap();
+        let end = splice(
+            &c_far,
+            &b_near,
+            1024,
+            Duration::from_secs(60),
+            &cancel,
+            &moved,
+        )
+        .await
+        .unwrap();
         assert_eq!(end, CopyEnd::Cancelled);
     }
 }

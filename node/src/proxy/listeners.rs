@@ -5,21 +5,31 @@
 //! accepting only: connections already accepted finish on the snapshot they started
 //! with, so a configuration change drops nothing. TCP listeners get one `SO_REUSEPORT`
 //! socket per core, each with its own accept loop.
+//!
+//! HTTPS listeners also get their TLS configuration here, off the hot path: it is built
+//! when the listener opens and rebuilt only when the listener or a certificate changed
+//! (so an unrelated configuration change keeps the TLS session caches), then swapped in
+//! for new handshakes. A listener whose TLS configuration cannot be built is logged and
+//! not served (an open one is closed). The build needs `[proxy.tls]`, which the snapshot
+//! builder does not have; that is why it lives here rather than in the snapshot.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fiberlb_api::model::ListenerProtocol;
+use arc_swap::ArcSwap;
+use fiberlb_api::model::{Listener, ListenerProtocol};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::context::ProxyContext;
-use super::{passthrough, tcp, udp};
+use super::{http, passthrough, tcp, tls_termination, udp};
+use crate::snapshot::Snapshot;
 
 /// Failed binds are retried this often.
 const RETRY: Duration = Duration::from_secs(5);
@@ -32,24 +42,51 @@ struct Bind {
     udp: bool,
 }
 
+/// The TLS configuration new handshakes of an HTTPS listener use.
+type TlsSlot = Arc<ArcSwap<rustls::ServerConfig>>;
+
 struct Running {
     bind: Bind,
     protocol: ListenerProtocol,
     stop: CancellationToken,
+    /// HTTPS: the current TLS configuration and the fingerprint it was built from.
+    tls: Option<(TlsSlot, u64)>,
+}
+
+/// What changes an HTTPS listener's TLS configuration: the listener itself and the
+/// certificates (the SNI resolver may pick any certificate of the tenant).
+fn tls_fingerprint(l: &Listener, snapshot: &Snapshot) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&l.id, l.revision, l.updated_at).hash(&mut h);
+    let mut certs: Vec<(&String, u64, u64)> = snapshot
+        .certificates
+        .values()
+        .map(|c| (&c.id, c.revision, c.updated_at))
+        .collect();
+    certs.sort_unstable();
+    certs.hash(&mut h);
+    h.finish()
 }
 
 /// Where a listener of a load balancer with `vip` binds.
 pub fn bind_ip(override_ip: Option<IpAddr>, vip: Option<IpAddr>) -> IpAddr {
-    override_ip.or(vip).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    override_ip
+        .or(vip)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Keeps listener sockets in step with the snapshot until `stop` turns true.
-pub async fn run(ctx: ProxyContext, bind_override: Option<IpAddr>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    ctx: ProxyContext,
+    bind_override: Option<IpAddr>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut changed = ctx.cell.subscribe();
     let mut running: HashMap<String, Running> = HashMap::new();
+    let mut tls_failed: HashMap<String, u64> = HashMap::new();
     let mut retry = tokio::time::interval(RETRY);
     loop {
-        reconcile(&ctx, bind_override, &mut running);
+        reconcile(&ctx, bind_override, &mut running, &mut tls_failed);
         tokio::select! {
             r = changed.changed() => if r.is_err() { break },
             _ = retry.tick() => {}
@@ -61,18 +98,76 @@ pub async fn run(ctx: ProxyContext, bind_override: Option<IpAddr>, mut stop: wat
     }
 }
 
-fn reconcile(ctx: &ProxyContext, bind_override: Option<IpAddr>, running: &mut HashMap<String, Running>) {
+/// The TLS configuration of HTTPS listener `l`: `Some((config, fingerprint))` when it
+/// must be (re)installed, `None` when the running one is current. `Err` when it cannot be
+/// built (logged once per fingerprint).
+#[allow(clippy::type_complexity)]
+fn tls_for(
+    ctx: &ProxyContext,
+    l: &Listener,
+    snapshot: &Snapshot,
+    running: Option<&Running>,
+    failed: &mut HashMap<String, u64>,
+) -> Result<Option<(Arc<rustls::ServerConfig>, u64)>, ()> {
+    let fp = tls_fingerprint(l, snapshot);
+    if running
+        .and_then(|r| r.tls.as_ref())
+        .is_some_and(|(_, have)| *have == fp)
+    {
+        return Ok(None);
+    }
+    match tls_termination::build(l, &snapshot.certificates, &ctx.http.tls_defaults) {
+        Ok(t) => {
+            failed.remove(&l.id);
+            Ok(Some((t.config, fp)))
+        }
+        Err(e) => {
+            if failed.insert(l.id.clone(), fp) != Some(fp) {
+                metrics::counter!("fiberlb_listener_tls_errors_total", "listener" => l.id.clone())
+                    .increment(1);
+                tracing::error!(listener = %l.id, name = %l.name, error = %e, "TLS configuration cannot be built; listener not served");
+            }
+            Err(())
+        }
+    }
+}
+
+fn reconcile(
+    ctx: &ProxyContext,
+    bind_override: Option<IpAddr>,
+    running: &mut HashMap<String, Running>,
+    tls_failed: &mut HashMap<String, u64>,
+) {
     let snapshot = ctx.cell.load();
+    ctx.http.retain(&snapshot);
+    // TLS configurations to install, by listener id.
+    let mut new_tls: HashMap<&str, (Arc<rustls::ServerConfig>, u64)> = HashMap::new();
     // Wanted sockets, in id order so that a clash is resolved the same way every time.
     let mut wanted: BTreeMap<&str, (Bind, ListenerProtocol)> = BTreeMap::new();
     for id in snapshot.listeners.keys() {
-        let Some((l, lb)) = snapshot.active_listener(id) else { continue };
-        if matches!(l.protocol, ListenerProtocol::Http | ListenerProtocol::Https) {
-            // Served by the L7 data plane, which this build does not contain yet.
+        let Some((l, lb)) = snapshot.active_listener(id) else {
             continue;
+        };
+        if l.protocol == ListenerProtocol::Https {
+            match tls_for(ctx, l, &snapshot, running.get(id.as_str()), tls_failed) {
+                Ok(Some(t)) => {
+                    new_tls.insert(id.as_str(), t);
+                }
+                Ok(None) => {}
+                Err(()) => continue,
+            }
         }
         let addr = SocketAddr::new(bind_ip(bind_override, lb.vip), l.port);
-        wanted.insert(id.as_str(), (Bind { addr, udp: l.protocol.is_udp() }, l.protocol));
+        wanted.insert(
+            id.as_str(),
+            (
+                Bind {
+                    addr,
+                    udp: l.protocol.is_udp(),
+                },
+                l.protocol,
+            ),
+        );
     }
     let mut taken: HashMap<Bind, &str> = HashMap::new();
     wanted.retain(|id, (bind, _)| match taken.get(bind) {
@@ -86,7 +181,9 @@ fn reconcile(ctx: &ProxyContext, bind_override: Option<IpAddr>, running: &mut Ha
         }
     });
     running.retain(|id, r| {
-        let keep = wanted.get(id.as_str()).is_some_and(|(b, p)| *b == r.bind && *p == r.protocol);
+        let keep = wanted
+            .get(id.as_str())
+            .is_some_and(|(b, p)| *b == r.bind && *p == r.protocol);
         if !keep {
             tracing::info!(listener = %id, addr = %r.bind.addr, "listener closed");
             r.stop.cancel();
@@ -94,19 +191,55 @@ fn reconcile(ctx: &ProxyContext, bind_override: Option<IpAddr>, running: &mut Ha
         keep
     });
     for (id, (bind, protocol)) in wanted {
-        if running.contains_key(id) {
+        if let Some(r) = running.get_mut(id) {
+            if let (Some((slot, fp)), Some((config, new_fp))) = (r.tls.as_mut(), new_tls.remove(id))
+            {
+                slot.store(config);
+                *fp = new_fp;
+                tracing::info!(listener = %id, "TLS configuration updated");
+            }
             continue;
         }
+        let built = match new_tls.remove(id) {
+            Some(t) => Some(t),
+            // Reopened (new address) with an unchanged configuration: build it afresh.
+            None if protocol == ListenerProtocol::Https => {
+                let Some(l) = snapshot.listeners.get(id) else {
+                    continue;
+                };
+                match tls_for(ctx, l, &snapshot, None, tls_failed) {
+                    Ok(t) => t,
+                    Err(()) => continue,
+                }
+            }
+            None => None,
+        };
+        let tls = built.map(|(config, fp)| (Arc::new(ArcSwap::new(config)), fp));
         let stop = CancellationToken::new();
         let started = if bind.udp {
             start_udp(ctx, id, bind.addr, stop.clone())
         } else {
-            start_tcp(ctx, id, bind.addr, protocol, stop.clone())
+            start_tcp(
+                ctx,
+                id,
+                bind.addr,
+                protocol,
+                tls.as_ref().map(|(slot, _)| slot.clone()),
+                stop.clone(),
+            )
         };
         match started {
             Ok(()) => {
                 tracing::info!(listener = %id, addr = %bind.addr, ?protocol, "listener open");
-                running.insert(id.to_string(), Running { bind, protocol, stop });
+                running.insert(
+                    id.to_string(),
+                    Running {
+                        bind,
+                        protocol,
+                        stop,
+                        tls,
+                    },
+                );
             }
             Err(e) => {
                 metrics::counter!("fiberlb_listener_bind_failures_total", "listener" => id.to_string()).increment(1);
@@ -138,19 +271,36 @@ fn start_tcp(
     id: &str,
     addr: SocketAddr,
     protocol: ListenerProtocol,
+    tls: Option<TlsSlot>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
     let mut listeners = Vec::with_capacity(n);
     for _ in 0..n {
         let s = socket(addr, Type::STREAM, Protocol::TCP)?;
+        // Accepted sockets inherit these on Linux: no per-connection setsockopt calls.
+        s.set_tcp_nodelay(ctx.sockets.nodelay)?;
+        if let Some(idle) = ctx.sockets.keepalive {
+            s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle))?;
+        }
         s.listen(BACKLOG)?;
         listeners.push(TcpListener::from_std(s.into())?);
     }
     let open = Arc::new(AtomicU32::new(0));
     for listener in listeners {
-        let (ctx, id, stop, open) = (ctx.clone(), id.to_string(), stop.clone(), open.clone());
-        tokio::spawn(async move { accept_loop(ctx, id, listener, protocol, stop, open).await });
+        let (ctx, id, stop, open, tls) = (
+            ctx.clone(),
+            id.to_string(),
+            stop.clone(),
+            open.clone(),
+            tls.clone(),
+        );
+        tokio::spawn(
+            async move { accept_loop(ctx, id, listener, protocol, tls, stop, open).await },
+        );
     }
     Ok(())
 }
@@ -168,6 +318,7 @@ async fn accept_loop(
     id: String,
     listener: TcpListener,
     protocol: ListenerProtocol,
+    tls: Option<TlsSlot>,
     stop: CancellationToken,
     open: Arc<AtomicU32>,
 ) {
@@ -185,7 +336,12 @@ async fn accept_loop(
             },
             _ = stop.cancelled() => return,
         };
-        let limit = ctx.cell.load().listeners.get(&*id).and_then(|l| l.connection_limit);
+        let limit = ctx
+            .cell
+            .load()
+            .listeners
+            .get(&*id)
+            .and_then(|l| l.connection_limit);
         let now = open.fetch_add(1, Ordering::Relaxed) + 1;
         let guard = OpenGuard(open.clone());
         if limit.is_some_and(|max| now > max) {
@@ -193,17 +349,40 @@ async fn accept_loop(
             continue;
         }
         let (ctx, id) = (ctx.clone(), id.clone());
-        tokio::spawn(async move {
-            let _guard = guard;
-            match protocol {
-                ListenerProtocol::TcpTls => passthrough::handle(&ctx, &id, stream, peer).await,
-                _ => tcp::handle(&ctx, &id, stream, peer).await,
+        // One spawn per protocol: a task is as large as its future, so a plain TCP
+        // connection must not carry the (much larger) HTTP or TLS-peek state machine.
+        match protocol {
+            ListenerProtocol::TcpTls => {
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    passthrough::handle(&ctx, &id, stream, peer).await
+                });
             }
-        });
+            ListenerProtocol::Http | ListenerProtocol::Https => {
+                // New handshakes use the TLS configuration current at accept time.
+                let tls = tls.as_ref().map(|slot| slot.load_full());
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    http::serve(ctx, id, stream, peer, tls, stop).await
+                });
+            }
+            _ => {
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    tcp::handle(&ctx, &id, stream, peer).await
+                });
+            }
+        }
     }
 }
 
-fn start_udp(ctx: &ProxyContext, id: &str, addr: SocketAddr, stop: CancellationToken) -> std::io::Result<()> {
+fn start_udp(
+    ctx: &ProxyContext,
+    id: &str,
+    addr: SocketAddr,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let s = socket(addr, Type::DGRAM, Protocol::UDP)?;
     let socket = Arc::new(UdpSocket::from_std(s.into())?);
     tokio::spawn(udp::serve(ctx.clone(), id.to_string(), socket, stop));

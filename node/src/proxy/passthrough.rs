@@ -18,7 +18,9 @@ use super::tcp::relay;
 pub fn route<'a>(l: &'a Listener, lb: &'a LoadBalancer, sni: Option<&str>) -> Option<&'a str> {
     for rule in l.rules.iter().filter(|r| r.enabled) {
         let all = rule.conditions.iter().all(|c| match c {
-            Condition::HostHeader { values } => sni.is_some_and(|s| values.iter().any(|p| host_match::matches(p, s))),
+            Condition::HostHeader { values } => {
+                sni.is_some_and(|s| values.iter().any(|p| host_match::matches(p, s)))
+            }
             // Validation admits only host conditions on tcp_tls listeners.
             _ => false,
         });
@@ -28,11 +30,18 @@ pub fn route<'a>(l: &'a Listener, lb: &'a LoadBalancer, sni: Option<&str>) -> Op
             }
         }
     }
-    l.default_pool_id.as_deref().or(lb.default_pool_id.as_deref())
+    l.default_pool_id
+        .as_deref()
+        .or(lb.default_pool_id.as_deref())
 }
 
 /// Handles one accepted connection of a `TcpTls` listener.
-pub async fn handle(ctx: &ProxyContext, listener_id: &str, mut client: TcpStream, peer: SocketAddr) {
+pub async fn handle(
+    ctx: &ProxyContext,
+    listener_id: &str,
+    mut client: TcpStream,
+    peer: SocketAddr,
+) {
     let (hello, preface) = match peek_client_hello(&mut client, ctx.hello_timeout).await {
         Ok(h) => h,
         Err(e) => {
@@ -42,7 +51,9 @@ pub async fn handle(ctx: &ProxyContext, listener_id: &str, mut client: TcpStream
         }
     };
     let snapshot = ctx.cell.load();
-    let Some((l, lb)) = snapshot.active_listener(listener_id) else { return };
+    let Some((l, lb)) = snapshot.active_listener(listener_id) else {
+        return;
+    };
     let (l, lb) = (l.clone(), lb.clone());
     let pool = route(&l, &lb, hello.sni.as_deref());
     let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets).await {

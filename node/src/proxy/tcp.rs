@@ -16,9 +16,14 @@ use super::proxy_protocol;
 /// Handles one accepted TCP connection of a `Tcp` listener.
 pub async fn handle(ctx: &ProxyContext, listener_id: &str, client: TcpStream, peer: SocketAddr) {
     let snapshot = ctx.cell.load();
-    let Some((l, lb)) = snapshot.active_listener(listener_id) else { return };
+    let Some((l, lb)) = snapshot.active_listener(listener_id) else {
+        return;
+    };
     let (l, lb) = (l.clone(), lb.clone());
-    let pool = l.default_pool_id.as_deref().or(lb.default_pool_id.as_deref());
+    let pool = l
+        .default_pool_id
+        .as_deref()
+        .or(lb.default_pool_id.as_deref());
     let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets).await {
         Ok(b) => b,
         Err(e) => {
@@ -40,7 +45,6 @@ pub async fn relay(
     mut backend: BackendConn,
     preface: &[u8],
 ) {
-    ctx.sockets.apply(&client);
     let b = &backend.plan.backends[backend.index];
     let m = super::conn_metrics::get(&lb.id, &l.id, &b.id);
     m.total.increment(1);
@@ -49,8 +53,12 @@ pub async fn relay(
     if let Some(v) = backend.plan.pool.proxy_protocol {
         let local = client.local_addr().unwrap_or(peer);
         header = match v {
-            ProxyProtocolVersion::V1 => proxy_protocol::encode(proxy_protocol::Version::V1, peer, local),
-            ProxyProtocolVersion::V2 => proxy_protocol::encode(proxy_protocol::Version::V2, peer, local),
+            ProxyProtocolVersion::V1 => {
+                proxy_protocol::encode(proxy_protocol::Version::V1, peer, local)
+            }
+            ProxyProtocolVersion::V2 => {
+                proxy_protocol::encode(proxy_protocol::Version::V2, peer, local)
+            }
         };
     }
     header.extend_from_slice(preface);
@@ -72,7 +80,11 @@ pub async fn relay(
     m.bytes_in.increment(to_b);
     m.bytes_out.increment(to_c);
     match result {
-        Ok(end) => tracing::debug!(client = %peer, backend = %backend.addr, ?end, to_b, to_c, "connection closed"),
-        Err(e) => tracing::debug!(client = %peer, backend = %backend.addr, error = %e, "connection ended with an error"),
+        Ok(end) => {
+            tracing::debug!(client = %peer, backend = %backend.addr, ?end, to_b, to_c, "connection closed")
+        }
+        Err(e) => {
+            tracing::debug!(client = %peer, backend = %backend.addr, error = %e, "connection ended with an error")
+        }
     }
 }

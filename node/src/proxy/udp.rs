@@ -30,7 +30,12 @@ struct Flow {
 }
 
 /// Serves one UDP listener socket until `stop` fires.
-pub async fn serve(ctx: ProxyContext, listener_id: String, socket: Arc<UdpSocket>, stop: CancellationToken) {
+pub async fn serve(
+    ctx: ProxyContext,
+    listener_id: String,
+    socket: Arc<UdpSocket>,
+    stop: CancellationToken,
+) {
     let flows: Arc<DashMap<SocketAddr, Arc<Flow>>> = Arc::new(DashMap::new());
     let started = Instant::now();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -55,7 +60,8 @@ pub async fn serve(ctx: ProxyContext, listener_id: String, socket: Arc<UdpSocket
             continue;
         }
         if flows.len() >= MAX_FLOWS {
-            metrics::counter!("fiberlb_udp_flows_dropped_total", "listener" => listener_id.clone()).increment(1);
+            metrics::counter!("fiberlb_udp_flows_dropped_total", "listener" => listener_id.clone())
+                .increment(1);
             continue;
         }
         match open_flow(&ctx, &listener_id, client).await {
@@ -72,7 +78,10 @@ pub async fn serve(ctx: ProxyContext, listener_id: String, socket: Arc<UdpSocket
                     active.increment(1.0);
                     state.stats.active.fetch_add(1, Ordering::Relaxed);
                     let cancel = state.close_token();
-                    let r = relay_replies(&flow, &socket, client, idle, started, &cancel, &stop, &labels).await;
+                    let r = relay_replies(
+                        &flow, &socket, client, idle, started, &cancel, &stop, &labels,
+                    )
+                    .await;
                     if let Err(e) = r {
                         tracing::debug!(%client, error = %e, "udp flow ended with an error");
                     }
@@ -81,7 +90,9 @@ pub async fn serve(ctx: ProxyContext, listener_id: String, socket: Arc<UdpSocket
                     active.decrement(1.0);
                 });
             }
-            Err(e) => tracing::warn!(listener = %listener_id, %client, error = %e, "no backend for udp flow"),
+            Err(e) => {
+                tracing::warn!(listener = %listener_id, %client, error = %e, "no backend for udp flow")
+            }
         }
     }
 }
@@ -94,8 +105,13 @@ async fn open_flow(
     client: SocketAddr,
 ) -> Result<(Arc<Flow>, Arc<BackendState>, Labels, Duration), String> {
     let snapshot = ctx.cell.load();
-    let (l, lb) = snapshot.active_listener(listener_id).ok_or("listener is gone")?;
-    let pool = l.default_pool_id.as_deref().or(lb.default_pool_id.as_deref());
+    let (l, lb) = snapshot
+        .active_listener(listener_id)
+        .ok_or("listener is gone")?;
+    let pool = l
+        .default_pool_id
+        .as_deref()
+        .or(lb.default_pool_id.as_deref());
     let plan = pool_plan(&snapshot, pool).map_err(|e| e.to_string())?;
     let mut eligible = plan.eligible();
     let pick_ctx = PickContext { client };
@@ -109,7 +125,11 @@ async fn open_flow(
             }
             Picked::Nothing => break,
         };
-        let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+        let bind: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
         let upstream = match UdpSocket::bind(bind).await {
             Ok(s) => s,
             Err(e) => return Err(format!("binding an upstream socket: {e}")),
@@ -119,9 +139,16 @@ async fn open_flow(
             continue;
         }
         let b = &plan.backends[i];
-        let labels: Labels = [("lb", lb.id.clone()), ("listener", l.id.clone()), ("backend", b.id.clone())];
+        let labels: Labels = [
+            ("lb", lb.id.clone()),
+            ("listener", l.id.clone()),
+            ("backend", b.id.clone()),
+        ];
         let idle = Duration::from_millis(u64::from(l.timeout_client_ms.max(1)));
-        let flow = Arc::new(Flow { upstream: Arc::new(upstream), last: AtomicU64::new(0) });
+        let flow = Arc::new(Flow {
+            upstream: Arc::new(upstream),
+            last: AtomicU64::new(0),
+        });
         return Ok((flow, plan.states[i].clone(), labels, idle));
     }
     Err(last)

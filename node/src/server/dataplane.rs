@@ -39,9 +39,26 @@ pub fn start(
     let ctx = ProxyContext::new(cell.clone(), resolver.clone(), &settings.proxy);
     runtime.attach(state.clone(), cell.clone());
     let up = runtime.clone();
-    tokio::spawn(watch_store(store, cell.clone(), state.clone(), move |ok| up.set_store_up(ok), stop.clone()));
-    tokio::spawn(listeners::run(ctx.clone(), settings.proxy.bind_address, stop.clone()));
+    tokio::spawn(watch_store(
+        store,
+        cell.clone(),
+        state.clone(),
+        move |ok| up.set_store_up(ok),
+        stop.clone(),
+    ));
+    tokio::spawn(listeners::run(
+        ctx.clone(),
+        settings.proxy.bind_address,
+        stop.clone(),
+    ));
     tokio::spawn(enforce_drain_deadlines(cell.clone(), stop.clone()));
+    tokio::spawn(crate::health::run(
+        cell.clone(),
+        resolver.clone(),
+        settings.health_check.clone(),
+        settings.flashdns.dns_addr,
+        stop.clone(),
+    ));
     tokio::spawn(keep_names_fresh(cell, resolver, stop));
     DataPlane { state, ctx }
 }
@@ -63,7 +80,10 @@ async fn enforce_drain_deadlines(cell: Arc<SnapshotCell>, mut stop: watch::Recei
                 }
                 if let Some(deadline) = b.drain_deadline.filter(|d| *d <= now) {
                     if state.close_at_deadline(deadline) {
-                        let open = state.stats.active.load(std::sync::atomic::Ordering::Relaxed);
+                        let open = state
+                            .stats
+                            .active
+                            .load(std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(backend = %b.id, name = %b.name, open, "drain deadline passed; closing remaining connections");
                     }
                 }
@@ -73,7 +93,11 @@ async fn enforce_drain_deadlines(cell: Arc<SnapshotCell>, mut stop: watch::Recei
 }
 
 /// Tells the resolver which host names and VM ids the configuration uses.
-async fn keep_names_fresh(cell: Arc<SnapshotCell>, resolver: Resolver, mut stop: watch::Receiver<bool>) {
+async fn keep_names_fresh(
+    cell: Arc<SnapshotCell>,
+    resolver: Resolver,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut changed = cell.subscribe();
     loop {
         let snapshot = cell.load();
@@ -115,4 +139,3 @@ impl DataPlane {
         self.ctx.shutdown.cancel();
     }
 }
-

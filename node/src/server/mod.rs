@@ -4,12 +4,14 @@
 
 mod admin;
 mod bootstrap;
+mod cluster;
 mod dataplane;
 mod grpc;
 mod grpc_metrics;
 mod logging;
 mod notify;
 mod runtime;
+mod status;
 mod tls;
 
 use std::sync::Arc;
@@ -63,14 +65,24 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
 
     let runtime = Arc::new(NodeRuntime::new(&settings, grpc_addr, admin_addr));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let gossip_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(g) = cluster::start(&settings, grpc_addr, gossip_stop.clone()).await? {
+        runtime.attach_gossip(g);
+    }
     let data_plane = dataplane::start(&settings, store.clone(), runtime.clone(), stop_rx.clone());
 
     // The admin server outlives the drain, so /ready answers 503 while connections finish.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let admin_auth = settings.admin.require_auth.then(|| {
+        fiberlb_api::auth::Authenticator::new(fiberlb_api::repo::Repo::new(store.clone()))
+    });
     let admin = tokio::spawn(admin::serve(
         admin_listener,
-        runtime.clone(),
-        metrics,
+        admin::Admin {
+            runtime: runtime.clone(),
+            metrics,
+            auth: admin_auth,
+        },
         admin_stop_rx,
     ));
     let grpc = tokio::spawn(grpc::serve(
@@ -100,6 +112,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(grace, grpc).await.is_err() {
         tracing::warn!(?grace, "gRPC calls still running after the grace period");
     }
+    gossip_stop.cancel();
     let _ = admin_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
     tracing::info!("stopped");
@@ -124,7 +137,12 @@ impl Signals {
     }
 
     /// Waits for SIGTERM or SIGINT, handling SIGHUP (configuration reload) meanwhile.
-    async fn wait_for_stop(mut self, args: &ServeArgs, log: &logging::LogHandle, current: &mut Settings) {
+    async fn wait_for_stop(
+        mut self,
+        args: &ServeArgs,
+        log: &logging::LogHandle,
+        current: &mut Settings,
+    ) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
@@ -158,7 +176,10 @@ fn reload(args: &ServeArgs, log: &logging::LogHandle, current: &mut Settings) {
         ("storage", current.storage != new.storage),
         ("cluster", current.cluster != new.cluster),
         ("bgp", current.bgp != new.bgp),
-        ("logging.format", current.logging.format != new.logging.format),
+        (
+            "logging.format",
+            current.logging.format != new.logging.format,
+        ),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))
@@ -174,12 +195,18 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>>
     Ok(match settings.storage.backend {
         StorageBackend::Embedded => {
             let dir = &settings.storage.data_dir;
-            std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating data dir {}", dir.display()))?;
             let path = dir.join("fiberlb.redb");
-            Arc::new(EmbeddedStore::open(&path).with_context(|| format!("opening the store {}", path.display()))?)
+            Arc::new(
+                EmbeddedStore::open(&path)
+                    .with_context(|| format!("opening the store {}", path.display()))?,
+            )
         }
         StorageBackend::Memory => {
-            tracing::warn!("storage.backend = memory: configuration is lost when the process exits");
+            tracing::warn!(
+                "storage.backend = memory: configuration is lost when the process exits"
+            );
             Arc::new(MemoryStore::new())
         }
         StorageBackend::Chainfire => {
@@ -187,24 +214,35 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>>
             let password = match &s.chainfire_password_file {
                 Some(p) => Some(
                     std::fs::read_to_string(p)
-                        .with_context(|| format!("storage.chainfire_password_file {}", p.display()))?
+                        .with_context(|| {
+                            format!("storage.chainfire_password_file {}", p.display())
+                        })?
                         .trim()
                         .to_string(),
                 ),
                 None => None,
             };
             let ca_pem = match &s.chainfire_ca_file {
-                Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("storage.chainfire_ca_file {}", p.display()))?),
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("storage.chainfire_ca_file {}", p.display()))?,
+                ),
                 None => None,
             };
             let opts = EtcdOptions {
                 endpoints: s.chainfire_endpoints.clone(),
-                user: s.chainfire_username.clone().map(|u| (u, password.unwrap_or_default())),
+                user: s
+                    .chainfire_username
+                    .clone()
+                    .map(|u| (u, password.unwrap_or_default())),
                 ca_pem,
             };
-            let store = EtcdStore::connect(&opts)
-                .await
-                .with_context(|| format!("connecting to the store at {}", s.chainfire_endpoints.join(",")))?;
+            let store = EtcdStore::connect(&opts).await.with_context(|| {
+                format!(
+                    "connecting to the store at {}",
+                    s.chainfire_endpoints.join(",")
+                )
+            })?;
             Arc::new(store)
         }
     })
@@ -231,4 +269,3 @@ async fn reap_loop(
         }
     }
 }
-

@@ -6,7 +6,9 @@ use std::os::unix::net::UnixDatagram;
 
 /// Sends one notification; failures are logged, never fatal.
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
     let result = (|| -> std::io::Result<()> {
         let sock = UnixDatagram::unbound()?;
         let bytes = path.as_encoded_bytes();
@@ -27,7 +29,10 @@ pub fn notify(state: &str) {
 
 /// `RELOADING=1` with the monotonic timestamp systemd's notify-reload expects.
 pub fn reloading() {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000;

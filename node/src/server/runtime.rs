@@ -1,6 +1,8 @@
-//! The node's runtime state as the API sees it. Health and circuit state come from the
-//! health checker once it exists; until then pools without an active check serve and pools
-//! with one report their backends as not yet checked.
+//! The node's runtime state as the API sees it. Health (the full `HealthStatus`) and
+//! circuit state come from the backends' runtime state, which the health checker, passive
+//! reports and circuit breakers keep (see `crate::health`); a backend the data plane has
+//! not loaded yet is reported as its pool's default (serving without an active check, not
+//! yet checked with one).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ pub struct NodeRuntime {
     store_up: AtomicBool,
     health: StaticRuntime,
     data_plane: OnceLock<(Arc<RuntimeState>, Arc<SnapshotCell>)>,
+    gossip: OnceLock<fiberlb_gossip::Gossip>,
 }
 
 impl NodeRuntime {
@@ -38,6 +41,7 @@ impl NodeRuntime {
             store_up: AtomicBool::new(true),
             health: StaticRuntime::default(),
             data_plane: OnceLock::new(),
+            gossip: OnceLock::new(),
         }
     }
 
@@ -49,6 +53,16 @@ impl NodeRuntime {
     /// Whether the node is ready.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The data plane's runtime state and snapshot, once attached.
+    pub fn data_plane(&self) -> Option<(Arc<RuntimeState>, Arc<SnapshotCell>)> {
+        self.data_plane.get().cloned()
+    }
+
+    /// Connects the gossip driver, once.
+    pub fn attach_gossip(&self, g: fiberlb_gossip::Gossip) {
+        let _ = self.gossip.set(g);
     }
 
     /// Connects the data plane's runtime state and snapshot, once.
@@ -65,13 +79,16 @@ impl NodeRuntime {
 impl RuntimeView for NodeRuntime {
     fn backend_health(&self, pool: &Pool, backend: &Backend) -> HealthStatus {
         match self.data_plane.get().and_then(|(s, _)| s.get(&backend.id)) {
-            Some(b) => HealthStatus { healthy: b.is_healthy(pool.has_active_check()), ..Default::default() },
+            Some(b) => b.health_status(pool.has_active_check()),
             None => self.health.backend_health(pool, backend),
         }
     }
 
     fn circuit_state(&self, backend_id: &str) -> CircuitState {
-        self.health.circuit_state(backend_id)
+        match self.data_plane.get().and_then(|(s, _)| s.get(backend_id)) {
+            Some(b) => b.circuit_state(),
+            None => self.health.circuit_state(backend_id),
+        }
     }
 
     fn active_connections(&self, backend_id: &str) -> u64 {
@@ -82,10 +99,49 @@ impl RuntimeView for NodeRuntime {
             .unwrap_or(0)
     }
 
+    fn members(&self) -> Vec<fiberlb_api::runtime::MemberInfo> {
+        use fiberlb_api::runtime::{MemberInfo, MemberState as S};
+        use fiberlb_gossip::MemberState as G;
+        let Some(g) = self.gossip.get() else {
+            return Vec::new();
+        };
+        g.members()
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| MemberInfo {
+                node_id: m.id,
+                state: match m.state {
+                    G::Alive => S::Alive,
+                    G::Suspect => S::Suspect,
+                    G::Down => S::Down,
+                },
+                api_addr: m.api_addr.to_string(),
+                gossip_addr: m.gossip_addr.to_string(),
+                generation: m.generation,
+                // The driver lists this node first.
+                is_self: i == 0,
+            })
+            .collect()
+    }
+
     fn node_info(&self) -> NodeInfo {
         NodeInfo {
             ready: self.is_ready(),
-            snapshot_revision: self.data_plane.get().map(|(_, c)| c.load().revision).unwrap_or(0),
+            gossip_members: self
+                .gossip
+                .get()
+                .map(|g| {
+                    g.members()
+                        .iter()
+                        .filter(|m| m.state == fiberlb_gossip::MemberState::Alive)
+                        .count() as u32
+                })
+                .unwrap_or(0),
+            snapshot_revision: self
+                .data_plane
+                .get()
+                .map(|(_, c)| c.load().revision)
+                .unwrap_or(0),
             store_up: self.store_up.load(Ordering::SeqCst),
             ..self.info.clone()
         }

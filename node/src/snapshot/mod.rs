@@ -41,7 +41,9 @@ impl PoolPlan {
     pub fn eligible(&self) -> Vec<bool> {
         let check = self.pool.has_active_check();
         crate::balance::eligible_mask(&self.endpoints, |i| {
-            self.backends[i].accepts_new_connections() && self.states[i].is_healthy(check)
+            self.backends[i].accepts_new_connections()
+                && self.states[i].is_healthy(check)
+                && self.states[i].circuit_admits()
         })
     }
 }
@@ -59,6 +61,8 @@ pub struct Snapshot {
     pub pools: HashMap<String, Arc<PoolPlan>>,
     /// Certificates by id.
     pub certificates: HashMap<String, Arc<Certificate>>,
+    /// Compiled routing rules of every HTTP/HTTPS listener, by listener id.
+    pub routes: HashMap<String, Arc<crate::proxy::http::route::RouteTable>>,
 }
 
 impl Snapshot {

@@ -26,7 +26,10 @@ pub struct SnapshotCell {
 
 impl Default for SnapshotCell {
     fn default() -> Self {
-        Self { current: ArcSwap::from_pointee(Snapshot::default()), changed: watch::channel(0).0 }
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            changed: watch::channel(0).0,
+        }
     }
 }
 

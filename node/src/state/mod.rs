@@ -1,14 +1,21 @@
-//! Runtime state of backends: live counters, health verdicts and drain cancellation. It
-//! is keyed by backend id and outlives configuration snapshots, so a config change never
-//! resets a backend's connection count or health.
+//! Runtime state of backends: live counters, health verdicts (with the details of active
+//! checks, passive ejections and the circuit breaker) and drain cancellation. It is keyed by
+//! backend id and outlives configuration snapshots, so a config change never resets a
+//! backend's connection count or health. The rules that change health live in
+//! [`crate::health`]; this module only holds the state.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use fiberlb_api::model::{CircuitState, HealthStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::BackendStats;
+use crate::health::circuit::CircuitCell;
+use crate::health::passive::PassiveState;
+use crate::health::{mono_ms, HealthRecord, Policy};
 
 /// Health verdict of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,9 +31,18 @@ pub enum Verdict {
 /// Everything the node tracks about one backend at run time.
 #[derive(Debug)]
 pub struct BackendState {
+    id: String,
     /// Counters the balancers read.
     pub stats: Arc<BackendStats>,
     verdict: AtomicU8,
+    /// Details of the active checks (and the last error, active or passive).
+    details: Mutex<HealthRecord>,
+    /// Passive failure counter and ejection.
+    passive: PassiveState,
+    /// The circuit breaker.
+    circuit: CircuitCell,
+    /// The rules of the backend's pool, set by the health checker on each snapshot.
+    policy: ArcSwap<Policy>,
     /// Cancelled when the backend's drain deadline passes (or it is removed): every open
     /// connection to it closes.
     close_all: token_cell::TokenCell,
@@ -35,10 +51,15 @@ pub struct BackendState {
 }
 
 impl BackendState {
-    fn new() -> Self {
+    fn new(id: &str) -> Self {
         Self {
+            id: id.to_string(),
             stats: Arc::default(),
             verdict: AtomicU8::new(0),
+            details: Mutex::new(HealthRecord::default()),
+            passive: PassiveState::default(),
+            circuit: CircuitCell::default(),
+            policy: ArcSwap::from_pointee(Policy::default()),
             close_all: token_cell::TokenCell::new(),
             closed_deadline: std::sync::atomic::AtomicU64::new(0),
         }
@@ -63,14 +84,85 @@ impl BackendState {
         self.verdict.store(n, Ordering::Relaxed);
     }
 
-    /// Whether it may get traffic as far as health goes: in a pool with an active check it
-    /// must have passed; without one it serves unless passive checks marked it down.
+    /// The backend id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether it may get traffic as far as health goes: not ejected by passive health,
+    /// and in a pool with an active check it must have passed; without one it serves
+    /// unless it was marked down.
     pub fn is_healthy(&self, pool_has_active_check: bool) -> bool {
+        if self.passive.is_ejected_now() {
+            return false;
+        }
         match self.verdict() {
             Verdict::Healthy => true,
             Verdict::Unhealthy => false,
             Verdict::Unknown => !pool_has_active_check,
         }
+    }
+
+    /// The full health status shown by the API. `consecutive_*` count active probes in a
+    /// pool with an active check, and passive failures of real traffic in one without.
+    pub fn health_status(&self, pool_has_active_check: bool) -> HealthStatus {
+        let d = self.details().clone();
+        let (failures, successes) = if pool_has_active_check {
+            (d.consecutive_failures, d.consecutive_successes)
+        } else {
+            (self.passive.failures(), 0)
+        };
+        HealthStatus {
+            healthy: self.is_healthy(pool_has_active_check),
+            last_check: d.last_check,
+            last_healthy: d.last_healthy,
+            consecutive_failures: failures,
+            consecutive_successes: successes,
+            last_error: d.last_error,
+        }
+    }
+
+    /// The active-check details, locked (never held across an await).
+    pub fn details(&self) -> MutexGuard<'_, HealthRecord> {
+        match self.details.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Passive failure counter and ejection.
+    pub fn passive(&self) -> &PassiveState {
+        &self.passive
+    }
+
+    /// The circuit breaker.
+    pub fn circuit(&self) -> &CircuitCell {
+        &self.circuit
+    }
+
+    /// The circuit breaker's state now.
+    pub fn circuit_state(&self) -> CircuitState {
+        self.circuit.state(mono_ms())
+    }
+
+    /// Whether the circuit breaker would let a new connection through (takes no half-open
+    /// probe slot; [`crate::health::passive::admit`] does).
+    pub fn circuit_admits(&self) -> bool {
+        self.circuit.would_admit_now()
+    }
+
+    /// The rules of the backend's pool.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Sets the rules (and configures the circuit breaker accordingly).
+    pub fn set_policy(&self, p: Arc<Policy>) {
+        if **self.policy.load() == *p {
+            return;
+        }
+        self.circuit.configure(p.circuit.clone());
+        self.policy.store(p);
     }
 
     /// A token cancelled when all connections to this backend must close.
@@ -139,7 +231,10 @@ impl RuntimeState {
         if let Some(b) = self.backends.get(id) {
             return b.clone();
         }
-        self.backends.entry(id.to_string()).or_insert_with(|| Arc::new(BackendState::new())).clone()
+        self.backends
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(BackendState::new(id)))
+            .clone()
     }
 
     /// The state of a backend if it is known.
@@ -149,7 +244,10 @@ impl RuntimeState {
 
     /// Connections open to all backends on this node.
     pub fn total_active(&self) -> u64 {
-        self.backends.iter().map(|b| b.stats.active.load(std::sync::atomic::Ordering::Relaxed)).sum()
+        self.backends
+            .iter()
+            .map(|b| b.stats.active.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 
     /// Forgets backends that are no longer configured, closing their connections.

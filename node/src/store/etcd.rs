@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions, Txn as EtcdTxn, TxnOp,
-    WatchOptions,
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, EventType, GetOptions,
+    Txn as EtcdTxn, TxnOp, WatchOptions,
 };
-use fiberlb_api::store::{Compare, ConfigStore, KeyValue, Op, StoreError, Txn, WatchEvent, WatchStream};
+use fiberlb_api::store::{
+    Compare, ConfigStore, KeyValue, Op, StoreError, Txn, WatchEvent, WatchStream,
+};
 use futures::StreamExt;
 
 /// How to reach the cluster.
@@ -55,14 +57,21 @@ fn to_kv(kv: &etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
     let key = std::str::from_utf8(kv.key())
         .map_err(|_| StoreError::Corrupted("etcd returned a key that is not UTF-8".into()))?
         .to_string();
-    Ok(KeyValue { key, value: kv.value().to_vec(), create_revision: rev(kv.create_revision()), mod_revision: rev(kv.mod_revision()) })
+    Ok(KeyValue {
+        key,
+        value: kv.value().to_vec(),
+        create_revision: rev(kv.create_revision()),
+        mod_revision: rev(kv.mod_revision()),
+    })
 }
 
 impl EtcdStore {
     /// Connects (lazily: an unreachable cluster makes calls fail, not this).
     pub async fn connect(opts: &EtcdOptions) -> Result<Self, StoreError> {
         if opts.endpoints.is_empty() {
-            return Err(StoreError::Unavailable("no etcd endpoints configured".into()));
+            return Err(StoreError::Unavailable(
+                "no etcd endpoints configured".into(),
+            ));
         }
         let mut co = ConnectOptions::new()
             .with_timeout(REQUEST_TIMEOUT)
@@ -73,9 +82,14 @@ impl EtcdStore {
             co = co.with_user(u.clone(), p.clone());
         }
         if let Some(ca) = &opts.ca_pem {
-            co = co.with_tls(etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca)));
+            co = co.with_tls(
+                etcd_client::TlsOptions::new()
+                    .ca_certificate(etcd_client::Certificate::from_pem(ca)),
+            );
         }
-        let client = Client::connect(opts.endpoints.clone(), Some(co)).await.map_err(unavailable)?;
+        let client = Client::connect(opts.endpoints.clone(), Some(co))
+            .await
+            .map_err(unavailable)?;
         Ok(Self { client })
     }
 }
@@ -83,13 +97,27 @@ impl EtcdStore {
 #[async_trait]
 impl ConfigStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let resp = self.client.kv_client().get(key, None).await.map_err(unavailable)?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(key, None)
+            .await
+            .map_err(unavailable)?;
         resp.kvs().first().map(to_kv).transpose()
     }
 
     async fn range(&self, prefix: &str) -> Result<Vec<KeyValue>, StoreError> {
-        let resp = self.client.kv_client().get(prefix, Some(GetOptions::new().with_prefix())).await.map_err(unavailable)?;
-        let mut out = resp.kvs().iter().map(to_kv).collect::<Result<Vec<_>, _>>()?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(unavailable)?;
+        let mut out = resp
+            .kvs()
+            .iter()
+            .map(to_kv)
+            .collect::<Result<Vec<_>, _>>()?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
@@ -102,9 +130,11 @@ impl ConfigStore for EtcdStore {
             .compares
             .iter()
             .map(|c| match c {
-                Compare::ModRevision { key, revision } => {
-                    EtcdCompare::mod_revision(key.as_str(), CompareOp::Equal, i64::try_from(*revision).unwrap_or(i64::MAX))
-                }
+                Compare::ModRevision { key, revision } => EtcdCompare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    i64::try_from(*revision).unwrap_or(i64::MAX),
+                ),
             })
             .collect();
         let ops: Vec<TxnOp> = txn
@@ -115,9 +145,16 @@ impl ConfigStore for EtcdStore {
                 Op::Delete { key } => TxnOp::delete(key, None),
             })
             .collect();
-        let resp = self.client.kv_client().txn(EtcdTxn::new().when(compares).and_then(ops)).await.map_err(unavailable)?;
+        let resp = self
+            .client
+            .kv_client()
+            .txn(EtcdTxn::new().when(compares).and_then(ops))
+            .await
+            .map_err(unavailable)?;
         if !resp.succeeded() {
-            return Err(StoreError::Conflict { key: first_key.unwrap_or_default() });
+            return Err(StoreError::Conflict {
+                key: first_key.unwrap_or_default(),
+            });
         }
         Ok(resp.header().map(|h| rev(h.revision())).unwrap_or(0))
     }
@@ -126,7 +163,10 @@ impl ConfigStore for EtcdStore {
         let resp = self
             .client
             .kv_client()
-            .get(fiberlb_api::keys::ROOT, Some(GetOptions::new().with_prefix().with_count_only()))
+            .get(
+                fiberlb_api::keys::ROOT,
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
             .await
             .map_err(unavailable)?;
         Ok(resp.header().map(|h| rev(h.revision())).unwrap_or(0))
@@ -135,15 +175,26 @@ impl ConfigStore for EtcdStore {
     async fn watch(&self, prefix: &str, after: u64) -> Result<WatchStream, StoreError> {
         let start = i64::try_from(after.saturating_add(1)).unwrap_or(i64::MAX);
         let opts = WatchOptions::new().with_prefix().with_start_revision(start);
-        let stream = self.client.watch_client().watch(prefix, Some(opts)).await.map_err(unavailable)?;
+        let stream = self
+            .client
+            .watch_client()
+            .watch(prefix, Some(opts))
+            .await
+            .map_err(unavailable)?;
         let events = stream.flat_map(move |msg| {
             let out: Vec<Result<WatchEvent, StoreError>> = match msg {
                 Err(e) => vec![Err(unavailable(e))],
                 Ok(resp) if resp.compact_revision() > 0 => {
-                    vec![Err(StoreError::Compacted { requested: after, oldest: rev(resp.compact_revision()) })]
+                    vec![Err(StoreError::Compacted {
+                        requested: after,
+                        oldest: rev(resp.compact_revision()),
+                    })]
                 }
                 Ok(resp) if resp.canceled() => {
-                    vec![Err(StoreError::Unavailable(format!("etcd cancelled the watch: {}", resp.cancel_reason())))]
+                    vec![Err(StoreError::Unavailable(format!(
+                        "etcd cancelled the watch: {}",
+                        resp.cancel_reason()
+                    )))]
                 }
                 Ok(resp) => resp
                     .events()
@@ -152,7 +203,10 @@ impl ConfigStore for EtcdStore {
                         let kv = ev.kv()?;
                         Some(match ev.event_type() {
                             EventType::Put => to_kv(kv).map(WatchEvent::Put),
-                            EventType::Delete => to_kv(kv).map(|kv| WatchEvent::Delete { key: kv.key, mod_revision: kv.mod_revision }),
+                            EventType::Delete => to_kv(kv).map(|kv| WatchEvent::Delete {
+                                key: kv.key,
+                                mod_revision: kv.mod_revision,
+                            }),
                         })
                     })
                     .collect(),

@@ -11,8 +11,9 @@ use crate::cli::document::{
     HealthCheckDoc, ListenerDoc, LoadBalancerDoc, PersistenceDoc, PoolDoc, QueryMatch, RedirectDoc,
     RuleDoc, StringMap, TlsDoc,
 };
-use crate::cli::enums::{ProxyProtocol, 
-    Algorithm, CheckKind, ClientAuth, DnsType, LbStatus, Method, Persistence, Protocol, TlsVersion,
+use crate::cli::enums::{
+    Algorithm, CheckKind, ClientAuth, DnsType, LbStatus, Method, Persistence, Protocol,
+    ProxyProtocol, TlsVersion,
 };
 
 /// A load balancer as it is on the server.
@@ -240,7 +241,9 @@ impl CurrentPool {
                     slow_call_rate_threshold: Some(c.slow_call_rate_threshold),
                     half_open_max_requests: Some(c.half_open_max_requests),
                 }),
-                proxy_protocol: Some(ProxyProtocol::from_proto(p.proxy_protocol).unwrap_or(ProxyProtocol::None)),
+                proxy_protocol: Some(
+                    ProxyProtocol::from_proto(p.proxy_protocol).unwrap_or(ProxyProtocol::None),
+                ),
                 backends: Vec::new(),
             },
             backends: backends.iter().map(CurrentBackend::from_proto).collect(),

@@ -4,9 +4,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::{
-    ClientHelloInfo, HelloError, Parsed, MAX_BYTES, MAX_HELLO_LEN, RECORD_HEADER_LEN,
-};
+use super::{ClientHelloInfo, HelloError, Parsed, MAX_BYTES, MAX_HELLO_LEN, RECORD_HEADER_LEN};
 
 const CONTENT_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
@@ -89,8 +87,8 @@ fn check_record_header(rest: &[u8], first: bool) -> Result<(), HelloError> {
         }
     }
     // legacy_record_version: 3.0 (SSL 3) to 3.4; anything else is not TLS.
-    let version_ok = rest.get(1).is_none_or(|&major| major == 3)
-        && rest.get(2).is_none_or(|&minor| minor <= 4);
+    let version_ok =
+        rest.get(1).is_none_or(|&major| major == 3) && rest.get(2).is_none_or(|&minor| minor <= 4);
     if !version_ok {
         return Err(if first {
             HelloError::NotTls
@@ -246,10 +244,10 @@ fn parse_sni(mut data: Reader<'_>) -> Result<Option<String>, HelloError> {
 /// normalises it for routing: lower case, no trailing dot.
 fn host_name(raw: &[u8]) -> Result<Option<String>, HelloError> {
     let name = std::str::from_utf8(raw).map_err(|_| HelloError::InvalidSni)?;
+    let name = name.strip_suffix('.').unwrap_or(name);
     if name.parse::<IpAddr>().is_ok() {
         return Ok(None);
     }
-    let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() || name.len() > 253 {
         return Err(HelloError::InvalidSni);
     }

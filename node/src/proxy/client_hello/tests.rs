@@ -85,7 +85,10 @@ fn byte_by_byte_is_incomplete_until_the_last_byte() {
     for cut in 0..bytes.len() {
         match parse(&bytes[..cut]).unwrap() {
             Parsed::Incomplete { needed_at_least } => {
-                assert!(needed_at_least > cut && needed_at_least <= bytes.len(), "{cut}");
+                assert!(
+                    needed_at_least > cut && needed_at_least <= bytes.len(),
+                    "{cut}"
+                );
             }
             Parsed::Hello(_) => panic!("complete after only {cut} of {} bytes", bytes.len()),
         }
@@ -228,11 +231,20 @@ fn synthetic_hellos_cover_the_edges() {
     let info = hello(&synthetic(None));
     assert_eq!((info.sni, info.alpn.len()), (None, 0));
     assert_eq!(
-        hello(&synthetic(Some(&sni_ext(b"WWW.Example.org.")))).sni.as_deref(),
+        hello(&synthetic(Some(&sni_ext(b"WWW.Example.org."))))
+            .sni
+            .as_deref(),
         Some("www.example.org")
     );
-    assert_eq!(hello(&synthetic(Some(&sni_ext(b"_acme.example")))).sni.as_deref(), Some("_acme.example"));
-    assert_eq!(hello(&synthetic(Some(&sni_ext(b"2001:db8::1")))).sni, None);
+    assert_eq!(
+        hello(&synthetic(Some(&sni_ext(b"_acme.example"))))
+            .sni
+            .as_deref(),
+        Some("_acme.example")
+    );
+    for ip in [&b"2001:db8::1"[..], b"192.0.2.1", b"192.0.2.1."] {
+        assert_eq!(hello(&synthetic(Some(&sni_ext(ip)))).sni, None, "{ip:?}");
+    }
     let long_label = [b'a'; 64];
     let long_name = [b"a.".as_slice(); 128].concat();
     for bad in [
@@ -249,7 +261,10 @@ fn synthetic_hellos_cover_the_edges() {
         &long_name,
     ] {
         assert!(
-            matches!(parse(&synthetic(Some(&sni_ext(bad)))), Err(HelloError::InvalidSni)),
+            matches!(
+                parse(&synthetic(Some(&sni_ext(bad)))),
+                Err(HelloError::InvalidSni)
+            ),
             "{bad:?}"
         );
     }
@@ -270,18 +285,18 @@ fn refuses_malformed_extensions() {
         ext(0, &list)
     };
     let cases: Vec<Vec<u8>> = vec![
-        ext(0, &[]),                                  // no server name list
-        ext(0, &[0, 0]),                              // empty server name list
-        ext(0, &[0, 4, 0, 0, 9, b'a']),               // name longer than the list
+        ext(0, &[]),                       // no server name list
+        ext(0, &[0, 0]),                   // empty server name list
+        ext(0, &[0, 4, 0, 0, 9, b'a']),    // name longer than the list
         [sni_ext(b"a"), vec![0]].concat(), // trailing byte in the extensions
         two_names,
         [sni_ext(b"a.example"), sni_ext(b"b.example")].concat(), // duplicate extension
-        alpn(&[]),                                    // empty ALPN list
-        alpn(&[0]),                                   // empty protocol name
-        alpn(&[3, b'h', b'2']),                       // protocol longer than the list
-        ext(16, &[0, 3, 2, b'h', b'2', 0]),           // bytes after the ALPN list
-        vec![0, 0, 0],                                // truncated extension header
-        vec![0, 16, 0, 9, 0],                         // extension longer than the block
+        alpn(&[]),                                               // empty ALPN list
+        alpn(&[0]),                                              // empty protocol name
+        alpn(&[3, b'h', b'2']),                                  // protocol longer than the list
+        ext(16, &[0, 3, 2, b'h', b'2', 0]),                      // bytes after the ALPN list
+        vec![0, 0, 0],                                           // truncated extension header
+        vec![0, 16, 0, 9, 0],                                    // extension longer than the block
     ];
     for extensions in cases {
         let input = synthetic(Some(&extensions));
@@ -303,15 +318,30 @@ fn refuses_malformed_hello_bodies() {
         parse(&m)
     };
     // legacy_version 2.0
-    assert!(matches!(mutate(&|m| m[body_at] = 2), Err(HelloError::Malformed(_))));
+    assert!(matches!(
+        mutate(&|m| m[body_at] = 2),
+        Err(HelloError::Malformed(_))
+    ));
     // session id of 33 bytes (lengths no longer add up either way)
-    assert!(matches!(mutate(&|m| m[body_at + 34] = 33), Err(HelloError::Malformed(_))));
+    assert!(matches!(
+        mutate(&|m| m[body_at + 34] = 33),
+        Err(HelloError::Malformed(_))
+    ));
     // odd cipher suite length
-    assert!(matches!(mutate(&|m| m[body_at + 36] = 1), Err(HelloError::Malformed(_))));
+    assert!(matches!(
+        mutate(&|m| m[body_at + 36] = 1),
+        Err(HelloError::Malformed(_))
+    ));
     // zero compression methods
-    assert!(matches!(mutate(&|m| m[body_at + 39] = 0), Err(HelloError::Malformed(_))));
+    assert!(matches!(
+        mutate(&|m| m[body_at + 39] = 0),
+        Err(HelloError::Malformed(_))
+    ));
     // handshake length shorter than the body: the hello ends inside the random
-    assert!(matches!(mutate(&|m| m[RECORD_HEADER_LEN + 3] = 20), Err(HelloError::Malformed(_))));
+    assert!(matches!(
+        mutate(&|m| m[RECORD_HEADER_LEN + 3] = 20),
+        Err(HelloError::Malformed(_))
+    ));
 }
 
 #[tokio::test]
@@ -321,10 +351,8 @@ async fn peek_returns_every_byte_and_the_backend_can_finish_the_handshake() {
     let key = PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert_der.clone()).unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(
-        &[b"h2", b"http/1.1"],
-        roots,
-    )));
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(client_config(&[b"h2", b"http/1.1"], roots)));
     let mut server_config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -361,7 +389,10 @@ async fn peek_returns_every_byte_and_the_backend_can_finish_the_handshake() {
     assert_eq!(&ping, b"ping");
     tls.write_all(b"pong").await.unwrap();
     tls.flush().await.unwrap();
-    let pong = tokio::time::timeout(TIMEOUT, client).await.unwrap().unwrap();
+    let pong = tokio::time::timeout(TIMEOUT, client)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&pong, b"pong");
 }
 

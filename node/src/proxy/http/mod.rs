@@ -1,4 +1,146 @@
-//! The L7 data plane (in progress): routing rules and session persistence.
+//! The L7 data plane: HTTP and HTTPS listeners as a reverse proxy.
+//!
+//! A connection (`conn`) is served by hyper: HTTP/1.0 and 1.1 with keep-alive and
+//! pipelining, HTTP/2 by ALPN on HTTPS or by prior knowledge (h2c) on HTTP. Every byte an
+//! HTTP/1 client sends first passes a framing check (`framing`, `io`) that refuses
+//! request-smuggling shapes with 400 before hyper, let alone a backend, sees them; the
+//! same wrapper enforces the header-read and idle timeouts. Each request (`service`) is
+//! routed by the listener's compiled [`route::RouteTable`]; redirects and fixed responses
+//! are answered here; forwarded requests (`forward`) honour session persistence
+//! ([`persist::Sticky`]), then the pool's balancer, and go to the backend through a pooled
+//! keep-alive client (`client`, HTTP/1.1 or HTTP/2, optionally TLS). Bodies stream both
+//! ways with back-pressure (`body`); `Upgrade` requests become tunnels (`tunnel`). One
+//! access log line and the request metrics are written per request (`access`).
+//!
+//! See docs/http.md for the operator's view (headers added, limits, error statuses,
+//! backend metadata keys).
 
+mod access;
+mod body;
+mod client;
+mod conn;
+mod forward;
+mod framing;
+mod headers;
+mod io;
 pub mod persist;
+mod respond;
 pub mod route;
+mod service;
+mod tls_client;
+mod tunnel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use conn::serve;
+
+use crate::proxy::connect::SocketOptions;
+use crate::settings::{ProxySettings, ProxyTlsSettings};
+use crate::snapshot::{PoolPlan, Snapshot};
+
+/// Errors carried by bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// hyper refuses a read buffer smaller than this.
+const HYPER_MIN_BUF: usize = 8192;
+
+/// Request limits and client-side timeouts from `[proxy]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request head, bytes (431 above).
+    pub max_header: usize,
+    /// Largest request body, bytes (413 above); `None` = unlimited.
+    pub max_body: Option<u64>,
+    /// A request head must arrive within this after its first byte (and a new
+    /// connection's first head within this after the accept).
+    pub head_timeout: Duration,
+    /// Keep-alive connections without a request in flight close after this.
+    pub idle_timeout: Duration,
+}
+
+/// State of the L7 data plane shared by all HTTP listeners of a node; it outlives
+/// configuration snapshots (pooled backend connections, persistence tables).
+pub struct HttpShared {
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Defaults for TLS termination.
+    pub tls_defaults: ProxyTlsSettings,
+    clients: client::Clients,
+    sticky: DashMap<String, Arc<persist::Sticky>>,
+    h1: hyper::server::conn::http1::Builder,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl std::fmt::Debug for HttpShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpShared")
+            .field("limits", &self.limits)
+            .field("sticky_pools", &self.sticky.len())
+            .finish()
+    }
+}
+
+impl HttpShared {
+    /// Builds the shared state from `[proxy]`.
+    pub fn new(s: &ProxySettings, sockets: SocketOptions) -> Self {
+        let limits = Limits {
+            max_header: s.max_header_size_bytes.max(1024),
+            max_body: (s.max_body_size_bytes > 0).then_some(s.max_body_size_bytes),
+            head_timeout: s.header_read_timeout().max(Duration::from_millis(1)),
+            idle_timeout: s.http_idle_timeout().max(Duration::from_millis(1)),
+        };
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        // Our own wrapper times heads and idle connections (see `io`).
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .keep_alive(true)
+            .max_header_size(limits.max_header);
+        if limits.max_header + HYPER_MIN_BUF > 400 * 1024 {
+            h1.max_buf_size((limits.max_header + HYPER_MIN_BUF).max(HYPER_MIN_BUF));
+        }
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header).unwrap_or(u32::MAX));
+        HttpShared {
+            limits,
+            tls_defaults: s.tls.clone(),
+            clients: client::Clients::new(sockets, s.http_idle_timeout()),
+            sticky: DashMap::new(),
+            h1,
+            h2,
+        }
+    }
+
+    /// The persistence state of `plan`'s pool, if it has session persistence.
+    pub fn sticky(&self, plan: &PoolPlan) -> Option<Arc<persist::Sticky>> {
+        use fiberlb_api::model::PersistenceMode;
+        plan.pool
+            .session_persistence
+            .as_ref()
+            .filter(|s| s.mode != PersistenceMode::None)?;
+        if let Some(s) = self.sticky.get(&plan.pool.id) {
+            return Some(s.clone());
+        }
+        let s = self
+            .sticky
+            .entry(plan.pool.id.clone())
+            .or_insert_with(|| Arc::new(persist::Sticky::new(persist::DEFAULT_MAX_ENTRIES)))
+            .clone();
+        Some(s)
+    }
+
+    /// Forgets persistence tables of pools and clients of backends `snapshot` no longer has.
+    pub fn retain(&self, snapshot: &Snapshot) {
+        self.sticky.retain(|id, _| snapshot.pools.contains_key(id));
+        let backends: std::collections::HashSet<&str> = snapshot
+            .pools
+            .values()
+            .flat_map(|p| p.backends.iter().map(|b| b.id.as_str()))
+            .collect();
+        self.clients.retain(|id| backends.contains(id));
+    }
+}

@@ -2,9 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::{
-    Decoded, ProxyError, V1_MAX_LEN, V1_MIN_LEN, V2_HEADER_LEN, V2_MAX_LEN, V2_SIGNATURE,
-};
+use super::{Decoded, ProxyError, V1_MAX_LEN, V1_MIN_LEN, V2_HEADER_LEN, V2_MAX_LEN, V2_SIGNATURE};
 
 const V1_PREFIX: &[u8] = b"PROXY ";
 
@@ -92,7 +90,11 @@ fn parse_v1_line(line: &[u8]) -> Result<Endpoints, ProxyError> {
             let dst = parse_v6(next("missing destination address")?)?;
             (IpAddr::V6(src), IpAddr::V6(dst))
         }
-        _ => return Err(ProxyError::V1Malformed("protocol is not TCP4, TCP6 or UNKNOWN")),
+        _ => {
+            return Err(ProxyError::V1Malformed(
+                "protocol is not TCP4, TCP6 or UNKNOWN",
+            ))
+        }
     };
     let src_port = parse_port(next("missing source port")?)?;
     let dst_port = parse_port(next("missing destination port")?)?;
@@ -184,7 +186,14 @@ fn decode_v2(buf: &[u8]) -> Result<Decoded, ProxyError> {
     let body = &header[V2_HEADER_LEN..];
     let (src, dst) = match family >> 4 {
         0x1 => {
-            let ip = |at: usize| IpAddr::V4(Ipv4Addr::new(body[at], body[at + 1], body[at + 2], body[at + 3]));
+            let ip = |at: usize| {
+                IpAddr::V4(Ipv4Addr::new(
+                    body[at],
+                    body[at + 1],
+                    body[at + 2],
+                    body[at + 3],
+                ))
+            };
             let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
             (
                 Some(SocketAddr::new(ip(0), port(8))),

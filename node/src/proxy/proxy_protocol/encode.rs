@@ -50,9 +50,11 @@ pub fn encode_v2_with_tlvs(
 ) -> Result<Vec<u8>, ProxyError> {
     let (src, dst) = same_family(src, dst);
     let addresses = if src.is_ipv4() { 12 } else { 36 };
-    let total = tlvs.iter().fold(V2_HEADER_LEN + addresses, |sum, (_, value)| {
-        sum.saturating_add(3).saturating_add(value.len())
-    });
+    let total = tlvs
+        .iter()
+        .fold(V2_HEADER_LEN + addresses, |sum, (_, value)| {
+            sum.saturating_add(3).saturating_add(value.len())
+        });
     if total > V2_MAX_LEN {
         return Err(ProxyError::Unsupported(
             "PROXY v2 TLVs exceed the header size limit",

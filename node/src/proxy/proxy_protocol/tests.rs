@@ -10,8 +10,10 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+type Fields = (Option<SocketAddr>, Option<SocketAddr>, Vec<(u8, Vec<u8>)>);
+
 /// Decodes a buffer that must hold exactly one complete header.
-fn header(buf: &[u8]) -> (Option<SocketAddr>, Option<SocketAddr>, Vec<(u8, Vec<u8>)>) {
+fn header(buf: &[u8]) -> Fields {
     match decode(buf).unwrap() {
         Decoded::Header {
             src,
@@ -78,11 +80,7 @@ fn v2_ipv4_matches_bytes_written_from_the_spec() {
 
 #[test]
 fn v1_matches_the_spec_text() {
-    let bytes = encode(
-        Version::V1,
-        addr("192.168.0.1:56324"),
-        addr("10.0.0.1:443"),
-    );
+    let bytes = encode(Version::V1, addr("192.168.0.1:56324"), addr("10.0.0.1:443"));
     assert_eq!(bytes, b"PROXY TCP4 192.168.0.1 10.0.0.1 56324 443\r\n");
     let worst = b"PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
     assert_eq!(worst.len(), 104);
@@ -284,20 +282,38 @@ fn refuses_v1_lines_past_107_bytes() {
 #[test]
 fn refuses_malformed_v2() {
     let err = |bytes: &[u8]| decode(bytes).unwrap_err();
-    assert!(matches!(err(&v2(0x11, 0x11, &V4_BODY)), ProxyError::V2Version(1)));
-    assert!(matches!(err(&v2(0x31, 0x11, &V4_BODY)), ProxyError::V2Version(3)));
-    assert!(matches!(err(&v2(0x22, 0x11, &V4_BODY)), ProxyError::V2Command(2)));
-    assert!(matches!(err(&v2(0x2f, 0x11, &V4_BODY)), ProxyError::V2Command(0xf)));
+    assert!(matches!(
+        err(&v2(0x11, 0x11, &V4_BODY)),
+        ProxyError::V2Version(1)
+    ));
+    assert!(matches!(
+        err(&v2(0x31, 0x11, &V4_BODY)),
+        ProxyError::V2Version(3)
+    ));
+    assert!(matches!(
+        err(&v2(0x22, 0x11, &V4_BODY)),
+        ProxyError::V2Command(2)
+    ));
+    assert!(matches!(
+        err(&v2(0x2f, 0x11, &V4_BODY)),
+        ProxyError::V2Command(0xf)
+    ));
     for family in [0x10, 0x13, 0x20, 0x30, 0x01, 0x41, 0xff] {
         assert!(matches!(err(&v2(0x21, family, &V4_BODY)), ProxyError::V2Family(f) if f == family));
     }
     assert!(matches!(
         err(&v2(0x21, 0x11, &V4_BODY[..11])),
-        ProxyError::V2AddressLength { len: 11, needed: 12 }
+        ProxyError::V2AddressLength {
+            len: 11,
+            needed: 12
+        }
     ));
     assert!(matches!(
         err(&v2(0x21, 0x21, &[0; 35])),
-        ProxyError::V2AddressLength { len: 35, needed: 36 }
+        ProxyError::V2AddressLength {
+            len: 35,
+            needed: 36
+        }
     ));
     assert!(matches!(
         err(&v2(0x21, 0x31, &[0; 215])),
@@ -309,10 +325,16 @@ fn refuses_malformed_v2() {
     assert!(matches!(err(&big), ProxyError::V2TooLong(_)));
     let mut truncated_tlv = V4_BODY.to_vec();
     truncated_tlv.extend_from_slice(&[0x01, 0x00]);
-    assert!(matches!(err(&v2(0x21, 0x11, &truncated_tlv)), ProxyError::V2Tlv(_)));
+    assert!(matches!(
+        err(&v2(0x21, 0x11, &truncated_tlv)),
+        ProxyError::V2Tlv(_)
+    ));
     let mut overrun = V4_BODY.to_vec();
     overrun.extend_from_slice(&[0x01, 0x00, 0x05, b'a', b'b']);
-    assert!(matches!(err(&v2(0x21, 0x11, &overrun)), ProxyError::V2Tlv(_)));
+    assert!(matches!(
+        err(&v2(0x21, 0x11, &overrun)),
+        ProxyError::V2Tlv(_)
+    ));
 }
 
 #[test]
@@ -322,7 +344,9 @@ fn truncated_v2_waits_for_the_announced_length() {
     let full = v2(0x21, 0x21, &body);
     assert!(matches!(
         decode(&full[..20]),
-        Ok(Decoded::Incomplete { needed_at_least: 56 })
+        Ok(Decoded::Incomplete {
+            needed_at_least: 56
+        })
     ));
     assert_eq!(header(&full).2, vec![(0xe0, vec![9])]);
 }
@@ -332,7 +356,11 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[tokio::test]
 async fn read_header_v1_returns_what_followed_the_line() {
     let (mut client, mut server) = tokio::io::duplex(1024);
-    let mut sent = encode(Version::V1, addr("[2001:db8::7]:4321"), addr("[2001:db8::1]:80"));
+    let mut sent = encode(
+        Version::V1,
+        addr("[2001:db8::7]:4321"),
+        addr("[2001:db8::1]:80"),
+    );
     sent.extend_from_slice(b"GET / HTTP/1.1\r\n");
     client.write_all(&sent).await.unwrap();
     let (src, leftover) = read_header(&mut server, TIMEOUT).await.unwrap();
@@ -348,9 +376,13 @@ async fn read_header_v1_returns_what_followed_the_line() {
 async fn read_header_v2_reads_exactly_the_header() {
     let (mut client, mut server) = tokio::io::duplex(1024);
     let tlvs: [(u8, &[u8]); 1] = [(0x02, b"a.example")];
-    let mut sent =
-        encode_v2_with_tlvs(Transport::Stream, addr("1.2.3.4:5"), addr("6.7.8.9:10"), &tlvs)
-            .unwrap();
+    let mut sent = encode_v2_with_tlvs(
+        Transport::Stream,
+        addr("1.2.3.4:5"),
+        addr("6.7.8.9:10"),
+        &tlvs,
+    )
+    .unwrap();
     sent.extend_from_slice(b"payload");
     client.write_all(&sent).await.unwrap();
     let (src, leftover) = read_header(&mut server, TIMEOUT).await.unwrap();

@@ -1,0 +1,258 @@
+//! Body types of the proxy. Bodies stream frame by frame in both directions (hyper's
+//! flow control is the back-pressure); nothing here buffers a whole body.
+//!
+//! - [`RequestBody`]: the client's body on its way to a backend: counts bytes, enforces
+//!   `[proxy] max_body_size_bytes` on bodies of unknown length, and can hold one frame
+//!   read ahead (see `service::read_first_frame`).
+//! - [`ResponseBody`]: what goes back to the client (a backend body or a local answer):
+//!   counts bytes, keeps the request's guards alive until the last byte is sent, then
+//!   writes the access log line. It also ends the body when the backend must be cut off
+//!   (drain deadline) or the node shuts down.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::access::Record;
+use super::io::InFlight;
+use super::BoxError;
+use crate::state::BackendState;
+
+/// Any body the proxy sends.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A body of `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The request body grew past `[proxy] max_body_size_bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
+/// What happened to a request body, seen by the request handler after a failed send.
+#[derive(Debug, Default)]
+pub struct BodyStatus {
+    /// Bytes read from the client.
+    pub bytes: AtomicU64,
+    /// The size limit was exceeded.
+    pub too_large: AtomicBool,
+    /// Reading from the client failed (bad framing, reset, timeout).
+    pub client_failed: AtomicBool,
+}
+
+/// The client's request body on its way to a backend.
+pub struct RequestBody {
+    inner: Incoming,
+    first: Option<Frame<Bytes>>,
+    seen: u64,
+    limit: Option<u64>,
+    status: Arc<BodyStatus>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`; `limit` is the largest accepted body (None = unlimited).
+    pub fn new(inner: Incoming, limit: Option<u64>, status: Arc<BodyStatus>) -> Self {
+        RequestBody {
+            inner,
+            first: None,
+            seen: 0,
+            limit,
+            status,
+        }
+    }
+
+    /// Puts back a frame read ahead; it is returned first.
+    pub fn unread(&mut self, frame: Frame<Bytes>) {
+        self.first = Some(frame);
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(f) = self.first.take() {
+            return Poll::Ready(Some(Ok(f)));
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    self.seen += n;
+                    self.status.bytes.fetch_add(n, Ordering::Relaxed);
+                    if let Some(limit) = self.limit.filter(|l| self.seen > *l) {
+                        self.status.too_large.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(limit)))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.status.client_failed.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.first {
+            None => self.inner.size_hint(),
+            Some(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// Holds one in-flight request on a backend: counted in `BackendStats.active` (what
+/// least-connections balancing and the drain wait look at) until dropped.
+#[derive(Debug)]
+pub struct Active(Arc<BackendState>);
+
+impl Active {
+    /// Counts a request on `state`.
+    pub fn new(state: Arc<BackendState>) -> Self {
+        state.stats.active.fetch_add(1, Ordering::Relaxed);
+        Active(state)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a response body keeps alive until its last byte is sent.
+pub struct Finish {
+    /// The access log record, written when the body ends.
+    pub record: Record,
+    /// The connection's in-flight count.
+    pub in_flight: Option<InFlight>,
+    /// The backend's active count.
+    pub active: Option<Active>,
+}
+
+/// The response on its way to the client. See the module documentation.
+pub struct ResponseBody {
+    inner: ProxyBody,
+    finish: Option<Finish>,
+    sent: u64,
+    /// Fire when the body must stop early (backend drain deadline, node shutdown).
+    cuts: Vec<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+impl ResponseBody {
+    /// Wraps `inner`; `cut` (the backend's) and `shutdown` end it early.
+    pub fn new(
+        inner: ProxyBody,
+        finish: Finish,
+        cut: Option<WaitForCancellationFutureOwned>,
+        shutdown: WaitForCancellationFutureOwned,
+    ) -> Self {
+        let mut cuts = Vec::with_capacity(2);
+        cuts.push(Box::pin(shutdown));
+        cuts.extend(cut.map(Box::pin));
+        ResponseBody {
+            inner,
+            finish: Some(finish),
+            sent: 0,
+            cuts,
+        }
+    }
+
+    fn done(&mut self, error: Option<String>) {
+        if let Some(Finish {
+            mut record,
+            in_flight,
+            active,
+        }) = self.finish.take()
+        {
+            record.bytes_out = self.sent;
+            if error.is_some() {
+                record.error = error;
+            }
+            // The backend and the connection are free again before the line is written.
+            drop(active);
+            drop(in_flight);
+            record.emit();
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.cuts.iter_mut().any(|c| c.as_mut().poll(cx).is_ready()) {
+            self.cuts.clear();
+            self.done(Some(
+                "response cut off: backend closed or node shutting down".into(),
+            ));
+            return Poll::Ready(Some(Err("response cut off".into())));
+        }
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.sent += d.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let why = format!("backend response body failed: {e}");
+                self.done(Some(why));
+            }
+            Poll::Ready(None) => self.done(None),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        let bodyless = self.finish.as_ref().is_some_and(|f| f.record.bodyless());
+        if self.finish.is_some() {
+            let cut_short = !bodyless && !self.inner.is_end_stream();
+            let why = cut_short.then(|| "client went away before the response ended".to_string());
+            self.done(why);
+        }
+    }
+}

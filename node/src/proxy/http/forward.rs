@@ -1,0 +1,335 @@
+//! Forwarding one request to a pool: session persistence, then the balancer, then the
+//! backend's pooled client; errors become 502/503/504 with a log line saying why.
+//!
+//! Protocol towards the backend: HTTP/2 when the request is gRPC (`content-type:
+//! application/grpc*`, which needs HTTP/2 end to end for trailers) or the backend is marked
+//! `http2=true`; HTTP/1.1 otherwise and always for upgrades. A listener that got HTTP/2
+//! from the client does not by itself switch the backend to HTTP/2: most backends speak
+//! HTTP/1.1 only, and hyper converts between the two.
+//!
+//! Retries: a request whose connect fails is sent once more to another backend if it is
+//! idempotent (GET, HEAD, OPTIONS, PUT, DELETE) and has no body in flight; nothing was
+//! sent, so it is safe. Other failures are never retried.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+
+use super::access::Record;
+use super::body::{self, Active, ProxyBody, RequestBody};
+use super::client::Entry;
+use super::headers::{self, Forwarded};
+use super::respond::Reply;
+use super::service::{fail, host_of, ConnCtx};
+use super::tunnel;
+use crate::balance::PickContext;
+use crate::proxy::connect::{pick_addr, pool_plan, Picked};
+use crate::resolve::Lookup;
+use crate::snapshot::{PoolPlan, Snapshot};
+use fiberlb_api::model::Listener;
+
+/// Sends of one request at most (the second only after a failed connect).
+const MAX_SENDS: usize = 2;
+
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(b"application/grpc") && !v.starts_with(b"application/grpc-web")
+    })
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    )
+}
+
+/// Backend `i`'s address from the resolver cache (never waits).
+fn resolve(plan: &PoolPlan, i: usize, ctx: &ConnCtx) -> Picked {
+    let b = &plan.backends[i];
+    match ctx.ctx.resolver.lookup(&b.address, b.port) {
+        Lookup::Ready(addrs) => match addrs.first() {
+            Some(a) => Picked::Addr(i, *a),
+            None => Picked::Unusable(format!("backend {} resolved to no address", b.name)),
+        },
+        Lookup::Pending => Picked::Unusable(format!(
+            "backend {} address is still being resolved",
+            b.name
+        )),
+        Lookup::Failed(e) => Picked::Unusable(format!("backend {}: {e}", b.name)),
+    }
+}
+
+/// Forwards `req` to pool `pool_id`.
+pub async fn forward(
+    conn: &ConnCtx,
+    snapshot: &Arc<Snapshot>,
+    listener: &Listener,
+    pool_id: &str,
+    mut req: Request<Incoming>,
+    request_id: &HeaderValue,
+    record: &mut Record,
+) -> Reply {
+    let plan = match pool_plan(snapshot, Some(pool_id)) {
+        Ok(p) => p,
+        Err(e) => return fail(record, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let upgrade = req.version() < Version::HTTP_2 && headers::wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let grpc = is_grpc(req.headers());
+    let host = host_of(&req).map(str::to_string);
+    let (parts, incoming) = req.into_parts();
+    let limits = conn.ctx.http.limits;
+    let mut body = RequestBody::new(incoming, limits.max_body, record.body.clone());
+    // A chunked HTTP/1 body: read its first chunk before anything goes to a backend, so a
+    // malformed one is refused with 400 instead of reaching the backend half-sent.
+    if parts.version < Version::HTTP_2
+        && !upgrade
+        && !body.is_end_stream()
+        && body.size_hint().exact().is_none()
+    {
+        match tokio::time::timeout(limits.head_timeout, body.frame()).await {
+            Ok(Some(Ok(frame))) => body.unread(frame),
+            Ok(Some(Err(e))) => {
+                let status = if record
+                    .body
+                    .too_large
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return fail(record, status, format!("request body: {e}"));
+            }
+            // Empty, or the client is slow to send: forward and let the body stream.
+            Ok(None) | Err(_) => {}
+        }
+    }
+    let retryable = body.is_end_stream() && idempotent(&parts.method);
+    let mut body: Option<ProxyBody> = Some(body.boxed_unsync());
+    let client_ip = conn.peer.ip().to_canonical();
+    let now = Instant::now();
+    let sticky = conn.ctx.http.sticky(&plan);
+    let mut eligible = plan.eligible();
+    let mut pinned = sticky
+        .as_ref()
+        .and_then(|s| s.lookup(&plan, &eligible, &parts, client_ip, now));
+    let pick_ctx = PickContext { client: conn.peer };
+    let backend_timeout = Duration::from_millis(u64::from(listener.timeout_backend_ms.max(1)));
+    let mut sends = 0;
+    let mut last_err: Option<String> = None;
+    loop {
+        let picked = match pinned.take() {
+            Some(i) => {
+                eligible[i] = false;
+                resolve(&plan, i, conn)
+            }
+            None => pick_addr(&plan, &mut eligible, &pick_ctx, &conn.ctx.resolver),
+        };
+        let (i, addr) = match picked {
+            Picked::Addr(i, a) => (i, a),
+            Picked::Unusable(why) => {
+                last_err = Some(why);
+                continue;
+            }
+            Picked::Nothing => break,
+        };
+        let backend = &plan.backends[i];
+        let entry = match conn.ctx.http.clients.get(backend, addr, snapshot) {
+            Ok(e) => e,
+            Err(e) => {
+                last_err = Some(e.to_string());
+                continue;
+            }
+        };
+        record.backend = Some((Arc::from(backend.id.as_str()), addr));
+        let h2 = !upgrade && (grpc || entry.h2_always);
+        let fwd = Forwarded {
+            client_ip,
+            https: conn.https,
+            host: host.as_deref(),
+            request_id,
+            subject: conn.subject.as_ref(),
+            upgrade,
+            h2_backend: h2,
+        };
+        let send_body = body.take().unwrap_or_else(body::empty);
+        let breq = match backend_request(&parts, &entry, addr, h2, &fwd, send_body) {
+            Ok(r) => r,
+            Err(why) => return fail(record, StatusCode::BAD_REQUEST, why),
+        };
+        let active = Active::new(plan.states[i].clone());
+        let close = plan.states[i].close_token();
+        let started = Instant::now();
+        let client = if h2 { &entry.h2 } else { &entry.h1 };
+        sends += 1;
+        let result = tokio::select! {
+            r = tokio::time::timeout(backend_timeout, client.request(breq)) => r,
+            _ = close.cancelled() => {
+                return fail(record, StatusCode::BAD_GATEWAY, format!("backend {} was closed (drain deadline or removal)", backend.name));
+            }
+        };
+        let mut resp = match result {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) if e.is_connect() => {
+                metrics::counter!("fiberlb_backend_connect_failures_total", "backend" => backend.id.clone()).increment(1);
+                let why = format!(
+                    "connecting to backend {} ({addr}): {}",
+                    backend.name,
+                    error_chain(&e)
+                );
+                tracing::debug!(request_id = %record.request_id, reason = %why, "backend connect failed");
+                last_err = Some(why);
+                if retryable && sends < MAX_SENDS {
+                    continue;
+                }
+                break;
+            }
+            Ok(Err(e)) => {
+                let (status, side) = if record
+                    .body
+                    .too_large
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                } else if record
+                    .body
+                    .client_failed
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        "reading the request body from the client failed",
+                    )
+                } else {
+                    (StatusCode::BAD_GATEWAY, "backend protocol error")
+                };
+                return fail(
+                    record,
+                    status,
+                    format!(
+                        "{side}: backend {} ({addr}): {}",
+                        backend.name,
+                        error_chain(&e)
+                    ),
+                );
+            }
+            Err(_) => {
+                return fail(
+                    record,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "backend {} ({addr}) sent no response head within {backend_timeout:?}",
+                        backend.name
+                    ),
+                );
+            }
+        };
+        plan.states[i].stats.observe_latency(started.elapsed());
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            let Some(client_side) = client_upgrade else {
+                return fail(
+                    record,
+                    StatusCode::BAD_GATEWAY,
+                    "backend switched protocols unasked".into(),
+                );
+            };
+            let backend_side = hyper::upgrade::on(&mut resp);
+            conn.shared.set_tunnel();
+            let idle = Duration::from_millis(u64::from(listener.timeout_client_ms.max(1)));
+            tunnel::spawn(
+                client_side,
+                backend_side,
+                idle,
+                conn.ctx.shutdown.clone(),
+                close,
+                active,
+                conn.peer,
+                addr,
+            );
+            let (mut rparts, _) = resp.into_parts();
+            headers::clean_response(&mut rparts.headers, true);
+            return Reply::local(http::Response::from_parts(rparts, body::empty()));
+        }
+        let (mut rparts, rbody) = resp.into_parts();
+        headers::clean_response(&mut rparts.headers, false);
+        if let Some(s) = &sticky {
+            if let Some(cookie) = s.on_chosen(&plan, i, &parts, client_ip, conn.https, now) {
+                rparts.headers.append(header::SET_COOKIE, cookie);
+            }
+            s.on_response(&plan, i, &rparts, now);
+        }
+        let rbody: ProxyBody = rbody
+            .map_err(|e| -> super::BoxError { Box::new(e) })
+            .boxed_unsync();
+        return Reply {
+            resp: http::Response::from_parts(rparts, rbody),
+            active: Some(active),
+            cut: Some(close),
+        };
+    }
+    match last_err {
+        Some(why) => fail(record, StatusCode::BAD_GATEWAY, why),
+        None => fail(
+            record,
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no healthy backend in pool {}", plan.pool.name),
+        ),
+    }
+}
+
+/// The request for the backend: absolute URI (the pool key), backend headers.
+fn backend_request(
+    parts: &http::request::Parts,
+    entry: &Entry,
+    addr: std::net::SocketAddr,
+    h2: bool,
+    fwd: &Forwarded<'_>,
+    body: ProxyBody,
+) -> Result<Request<ProxyBody>, String> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = if path.starts_with('/') { path } else { "/" };
+    let addr_s = addr.to_string();
+    let authority = match (h2, fwd.host) {
+        (true, Some(h)) if h.parse::<http::uri::Authority>().is_ok() => h,
+        _ => addr_s.as_str(),
+    };
+    let uri = Uri::builder()
+        .scheme(entry.scheme())
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("cannot build the backend URI: {e}"))?;
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = if h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    *req.headers_mut() = headers::to_backend(&parts.headers, fwd);
+    Ok(req)
+}
+
+/// An error and its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

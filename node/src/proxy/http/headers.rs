@@ -1,0 +1,310 @@
+//! Request and response headers across the proxy: hop-by-hop headers are removed (they
+//! describe one connection, not the message), forwarding headers are added.
+//!
+//! Towards the backend:
+//! - `X-Forwarded-For`: the incoming value (if any) with the client IP appended;
+//! - `X-Forwarded-Proto`: `http` or `https` (replaced);
+//! - `X-Forwarded-Host`: the host the client asked for (replaced);
+//! - `X-Request-Id`: kept when the client sent a sane one, else a new UUID v4 (also put on
+//!   the response);
+//! - `X-Client-Cert-Subject`: the verified mTLS client certificate subject; an incoming one
+//!   is always removed, so a client cannot claim an identity.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// `x-request-id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-forwarded-for`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-forwarded-host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `x-client-cert-subject`.
+pub static X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
+
+/// Longest client-supplied request id kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The request id: the client's when it is short visible ASCII, else a fresh UUID v4.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= MAX_REQUEST_ID && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let id = uuid::Uuid::new_v4();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Whether a header only concerns one connection and is never forwarded as is.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "http2-settings"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// Header names listed in `Connection` (lower case).
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Whether `headers` ask for a protocol upgrade (`Connection: upgrade` plus `Upgrade`).
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).iter().any(|t| t == "upgrade")
+}
+
+/// What the forwarding headers say.
+#[derive(Debug)]
+pub struct Forwarded<'a> {
+    /// The client's IP.
+    pub client_ip: IpAddr,
+    /// Whether the client came over TLS.
+    pub https: bool,
+    /// The host the client asked for.
+    pub host: Option<&'a str>,
+    /// The request id.
+    pub request_id: &'a HeaderValue,
+    /// The verified client certificate subject.
+    pub subject: Option<&'a HeaderValue>,
+    /// Keep `Upgrade` and `Connection: upgrade` (a tunnel is being set up).
+    pub upgrade: bool,
+    /// The backend speaks HTTP/2: the host travels as `:authority`, not `Host`.
+    pub h2_backend: bool,
+}
+
+/// The headers to send to the backend, built from the client's.
+pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
+    let named = connection_tokens(src);
+    let mut out = HeaderMap::with_capacity(src.len() + 6);
+    let mut xff: Vec<&[u8]> = Vec::new();
+    let mut has_host = false;
+    for (name, value) in src {
+        if *name == header::TE {
+            // gRPC needs `te: trailers`; every other TE value is hop-by-hop.
+            if value
+                .as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            {
+                out.insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            continue;
+        }
+        if is_hop_by_hop(name) || named.iter().any(|t| t == name.as_str()) {
+            continue;
+        }
+        if *name == X_FORWARDED_FOR {
+            xff.push(value.as_bytes());
+            continue;
+        }
+        if *name == X_FORWARDED_PROTO
+            || *name == X_FORWARDED_HOST
+            || *name == X_CLIENT_CERT_SUBJECT
+            || *name == X_REQUEST_ID
+        {
+            continue;
+        }
+        if *name == header::HOST {
+            has_host = true;
+            if f.h2_backend {
+                continue;
+            }
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if !has_host && !f.h2_backend {
+        if let Some(v) = f.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            out.insert(header::HOST, v);
+        }
+    }
+    let ip = f.client_ip.to_canonical().to_string();
+    let mut chain = Vec::with_capacity(64);
+    for v in xff {
+        let v = v.trim_ascii();
+        if !v.is_empty() {
+            chain.extend_from_slice(v);
+            chain.extend_from_slice(b", ");
+        }
+    }
+    chain.extend_from_slice(ip.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&chain) {
+        out.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    out.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if f.https { "https" } else { "http" }),
+    );
+    if let Some(v) = f.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        out.insert(X_FORWARDED_HOST.clone(), v);
+    }
+    out.insert(X_REQUEST_ID.clone(), f.request_id.clone());
+    if let Some(s) = f.subject {
+        out.insert(X_CLIENT_CERT_SUBJECT.clone(), s.clone());
+    }
+    if f.upgrade {
+        if let Some(u) = src.get(header::UPGRADE) {
+            out.insert(header::UPGRADE, u.clone());
+            out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+    out
+}
+
+/// Removes hop-by-hop headers from a backend response; a `101 Switching Protocols` keeps
+/// `Upgrade` and `Connection: upgrade`.
+pub fn clean_response(headers: &mut HeaderMap, switching: bool) {
+    let named = connection_tokens(headers);
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    for t in &named {
+        if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
+            headers.remove(n);
+        }
+    }
+    let hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for n in hop {
+        headers.remove(n);
+    }
+    if switching {
+        if let Some(u) = upgrade {
+            headers.insert(header::UPGRADE, u);
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn forwarding_headers_are_set_and_hop_by_hop_removed() {
+        let src = map(&[
+            ("host", "app.example.com"),
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("proxy-authorization", "x"),
+            ("te", "trailers, gzip"),
+            ("transfer-encoding", "chunked"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-client-cert-subject", "CN=admin"),
+            ("accept", "*/*"),
+        ]);
+        let id = HeaderValue::from_static("abc");
+        let f = Forwarded {
+            client_ip: "192.0.2.7".parse().unwrap(),
+            https: false,
+            host: Some("app.example.com"),
+            request_id: &id,
+            subject: None,
+            upgrade: false,
+            h2_backend: false,
+        };
+        let out = to_backend(&src, &f);
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-secret",
+            "proxy-authorization",
+            "transfer-encoding",
+            "x-client-cert-subject",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} forwarded");
+        }
+        assert_eq!(out["te"], "trailers");
+        assert_eq!(out["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(out["x-forwarded-proto"], "http");
+        assert_eq!(out["x-forwarded-host"], "app.example.com");
+        assert_eq!(out["x-request-id"], "abc");
+        assert_eq!(out["host"], "app.example.com");
+        assert_eq!(out["accept"], "*/*");
+    }
+
+    #[test]
+    fn h2_backends_get_no_host_and_upgrades_keep_their_headers() {
+        let src = map(&[
+            ("host", "a"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        let id = HeaderValue::from_static("x");
+        let mut f = Forwarded {
+            client_ip: "::ffff:192.0.2.1".parse().unwrap(),
+            https: true,
+            host: Some("a"),
+            request_id: &id,
+            subject: None,
+            upgrade: true,
+            h2_backend: false,
+        };
+        assert!(wants_upgrade(&src));
+        let out = to_backend(&src, &f);
+        assert_eq!(out["upgrade"], "websocket");
+        assert_eq!(out["connection"], "upgrade");
+        assert_eq!(out["x-forwarded-for"], "192.0.2.1");
+        f.upgrade = false;
+        f.h2_backend = true;
+        let out = to_backend(&src, &f);
+        assert!(!out.contains_key("host") && !out.contains_key("upgrade"));
+    }
+
+    #[test]
+    fn request_ids_are_kept_or_generated() {
+        assert_eq!(request_id(&map(&[("x-request-id", "req-1")])), "req-1");
+        let fresh = request_id(&map(&[("x-request-id", "has space")]));
+        assert_eq!(fresh.len(), 36);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_headers() {
+        let mut h = map(&[
+            ("connection", "close, x-a"),
+            ("x-a", "1"),
+            ("keep-alive", "x"),
+            ("content-type", "text/plain"),
+        ]);
+        clean_response(&mut h, false);
+        assert_eq!(h.len(), 1);
+        let mut h = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        clean_response(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+    }
+}

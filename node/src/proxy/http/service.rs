@@ -1,0 +1,182 @@
+//! One request: route it by the listener's rule table, answer it here or forward it, and
+//! wrap the response so the access log is written when it has been sent.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::access::{unix_ms, Record};
+use super::body::{BodyStatus, Finish, ResponseBody};
+use super::forward;
+use super::headers::{self, X_REQUEST_ID};
+use super::io::ConnShared;
+use super::respond::{self, Reply};
+use super::route::{RequestView, Route};
+use crate::proxy::ProxyContext;
+use crate::snapshot::Snapshot;
+
+/// What the requests of one client connection share.
+pub struct ConnCtx {
+    /// The node's proxy context.
+    pub ctx: ProxyContext,
+    /// The listener the connection came in on.
+    pub listener_id: Arc<str>,
+    /// The client.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub https: bool,
+    /// The verified client certificate subject (mTLS).
+    pub subject: Option<HeaderValue>,
+    /// Connection state shared with the socket wrapper.
+    pub shared: Arc<ConnShared>,
+}
+
+/// The host a request is for: the URI authority (HTTP/2, absolute-form) or `Host`.
+pub fn host_of<B>(req: &Request<B>) -> Option<&str> {
+    req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })
+}
+
+/// hyper's service function.
+pub async fn handle(
+    conn: Arc<ConnCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let in_flight = conn.shared.begin();
+    let snapshot = conn.ctx.cell.load();
+    let request_id = headers::request_id(req.headers());
+    let mut record = Record {
+        started: Instant::now(),
+        start_ms: unix_ms(),
+        client: conn.peer,
+        lb: Arc::from(""),
+        listener: conn.listener_id.clone(),
+        method: req.method().clone(),
+        version: req.version(),
+        host: host_of(&req).unwrap_or("").to_string(),
+        path: req.uri().path().to_string(),
+        request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+        status: StatusCode::OK,
+        body: Arc::new(BodyStatus::default()),
+        bytes_out: 0,
+        backend: None,
+        rule: None,
+        error: None,
+    };
+    let Reply {
+        mut resp,
+        active,
+        cut,
+    } = dispatch(&conn, &snapshot, req, &request_id, &mut record).await;
+    if !resp.headers().contains_key(&X_REQUEST_ID) {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    }
+    record.status = resp.status();
+    let cut = cut.map(|t| t.cancelled_owned());
+    let shutdown = conn.ctx.shutdown.clone().cancelled_owned();
+    let finish = Finish {
+        record,
+        in_flight: Some(in_flight),
+        active,
+    };
+    Ok(resp.map(|b| ResponseBody::new(b, finish, cut, shutdown)))
+}
+
+/// Logs why the proxy answers `status` itself and builds the answer.
+pub fn fail(record: &mut Record, status: StatusCode, why: String) -> Reply {
+    tracing::warn!(
+        client = %record.client,
+        listener = %record.listener,
+        method = %record.method,
+        host = %record.host,
+        path = %record.path,
+        request_id = %record.request_id,
+        status = status.as_u16(),
+        reason = %why,
+        "request not forwarded"
+    );
+    record.error = Some(why);
+    Reply::local(respond::status(status))
+}
+
+async fn dispatch(
+    conn: &ConnCtx,
+    snapshot: &Arc<Snapshot>,
+    req: Request<Incoming>,
+    request_id: &HeaderValue,
+    record: &mut Record,
+) -> Reply {
+    let Some((listener, lb)) = snapshot.active_listener(&conn.listener_id) else {
+        let mut r = fail(
+            record,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "listener is no longer active".into(),
+        );
+        r.resp
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    };
+    record.lb = Arc::from(lb.id.as_str());
+    if req.method() == Method::CONNECT {
+        return fail(
+            record,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not proxied".into(),
+        );
+    }
+    if let Some(max) = conn.ctx.http.limits.max_body {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return fail(
+                record,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Content-Length above the {max} byte limit"),
+            );
+        }
+    }
+    let Some(routes) = snapshot.routes.get(&*conn.listener_id) else {
+        return fail(
+            record,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "listener has no route table".into(),
+        );
+    };
+    let view = RequestView {
+        method: req.method(),
+        host: host_of(&req),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        client_ip: conn.peer.ip().to_canonical(),
+    };
+    match routes.route(&view) {
+        Route::Redirect { location, status } => Reply::local(respond::redirect(location, status)),
+        Route::Fixed {
+            status,
+            content_type,
+            body,
+        } => Reply::local(respond::fixed(status, content_type, body)),
+        Route::NotFound => fail(
+            record,
+            StatusCode::NOT_FOUND,
+            "no rule matched and no default pool".into(),
+        ),
+        Route::Forward { pool_id, rule } => {
+            record.rule = rule.map(str::to_string);
+            forward::forward(conn, snapshot, listener, pool_id, req, request_id, record).await
+        }
+    }
+}

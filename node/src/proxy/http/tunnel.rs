@@ -1,0 +1,127 @@
+//! Upgraded connections (WebSocket and any other `Upgrade`): once the backend answered
+//! `101 Switching Protocols`, both sides are taken over from hyper and bytes are copied
+//! both ways until either side closes, nothing moves for the listener's client timeout,
+//! the backend is cut off (drain deadline) or the node shuts down.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::body::Active;
+
+/// Copies between the two upgraded sides in a task of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
+    client: OnUpgrade,
+    backend: OnUpgrade,
+    idle: Duration,
+    shutdown: CancellationToken,
+    close: CancellationToken,
+    active: Active,
+    peer: SocketAddr,
+    backend_addr: SocketAddr,
+) {
+    tokio::spawn(async move {
+        let _active = active;
+        let (c, b) = match tokio::try_join!(client, backend) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(client = %peer, backend = %backend_addr, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let start = Instant::now();
+        let last = Arc::new(AtomicU64::new(0));
+        let mut c = Touch {
+            io: TokioIo::new(c),
+            start,
+            last: last.clone(),
+        };
+        let mut b = TokioIo::new(b);
+        let end = tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut c, &mut b) => match r {
+                Ok((up, down)) => {
+                    metrics::counter!("fiberlb_tunnel_bytes_total", "direction" => "in").increment(up);
+                    metrics::counter!("fiberlb_tunnel_bytes_total", "direction" => "out").increment(down);
+                    "closed"
+                }
+                Err(_) => "error",
+            },
+            _ = idle_for(start, &last, idle) => "idle timeout",
+            _ = shutdown.cancelled() => "node shutdown",
+            _ = close.cancelled() => "backend closed",
+        };
+        tracing::debug!(client = %peer, backend = %backend_addr, end, "tunnel ended");
+    });
+}
+
+/// Resolves once nothing moved for `idle`.
+async fn idle_for(start: Instant, last: &AtomicU64, idle: Duration) {
+    loop {
+        let seen = last.load(Ordering::Relaxed);
+        tokio::time::sleep_until(start + Duration::from_millis(seen) + idle).await;
+        if last.load(Ordering::Relaxed) == seen {
+            return;
+        }
+    }
+}
+
+/// Stamps the time of every read and write on the client side (both directions pass it).
+struct Touch<T> {
+    io: T,
+    start: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<T> Touch<T> {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Touch<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        if r.is_ready() {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Touch<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, data);
+        if r.is_ready() {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,187 @@
+//! DNS checks against dnsmasq, gRPC checks against a tonic health service.
+
+use super::*;
+use fiberlb_tests::bounded;
+
+/// A running dnsmasq answering `svc.test` with 10.1.2.3, and its port.
+///
+/// The port must be free for UDP and TCP (dnsmasq binds both), and a port picked a moment
+/// ago can be taken since, for instance as the local port of some test's TCP connection;
+/// so a start that does not answer is retried on another port.
+async fn dnsmasq() -> anyhow::Result<(tokio::process::Child, u16)> {
+    let lo: std::net::IpAddr = "127.0.0.1".parse()?;
+    for _ in 0..5 {
+        let port = free_port(lo, true)?;
+        if std::net::TcpListener::bind((lo, port)).is_err() {
+            continue;
+        }
+        let mut child = spawn_dnsmasq(port)?;
+        if answers(SocketAddr::new(lo, port)).await? {
+            return Ok((child, port));
+        }
+        let _ = child.kill().await;
+    }
+    anyhow::bail!("dnsmasq did not start answering on any of 5 ports")
+}
+
+/// Whether a DNS server at `addr` answers an A query within 5 s.
+async fn answers(addr: SocketAddr) -> anyhow::Result<bool> {
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    // id 7, recursion desired, one question: svc.test A IN.
+    let mut q = vec![0, 7, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x03svc\x04test\x00\x00\x01\x00\x01");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        s.send_to(&q, addr).await?;
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(100), s.recv_from(&mut buf)).await
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn spawn_dnsmasq(port: u16) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--pid-file=",
+        ])
+        .args([
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--user=root",
+            "--log-facility=-",
+        ])
+        .arg(format!("--port={port}"))
+        .arg("--address=/svc.test/10.1.2.3")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!("dnsmasq (package dnsmasq-base; scripts/test-all.sh installs it): {e}")
+        })
+}
+
+fn dns_check(expected: &str) -> pb::HealthCheck {
+    check(CheckType::Dns(pb::DnsCheck {
+        hostname: "svc.test".into(),
+        record_type: pb::DnsRecordType::A as i32,
+        expected_address: Some(expected.into()),
+    }))
+}
+
+#[tokio::test]
+async fn a_dns_check_asks_flashdns_and_fails_when_it_stops_answering() -> anyhow::Result<()> {
+    bounded(async {
+        let (mut dns, port) = dnsmasq().await?;
+        let mut lb = start(Some(format!(
+            "[flashdns]\ndns_addr = \"127.0.0.1:{port}\"\n"
+        )))
+        .await?;
+        // The backend itself is irrelevant: the check asks [flashdns] dns_addr.
+        let pool = lb.pool("dns", Some(dns_check("10.1.2.3")), None).await?;
+        let id = lb.add(&pool, "svc", "127.0.0.1:9".parse()?).await?;
+        lb.wait_health(&id, Duration::from_secs(15), "dnsmasq answers", |h| {
+            h.healthy
+        })
+        .await?;
+
+        dns.kill().await?;
+        let (h, _) = lb
+            .wait_health(&id, Duration::from_secs(10), "dnsmasq gone", |h| !h.healthy)
+            .await?;
+        let err = h.last_error.unwrap_or_default();
+        assert!(
+            err.starts_with("dns:") || err.starts_with("timed out"),
+            "{err}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn without_flashdns_a_dns_check_asks_the_backend_and_wants_the_expected_address(
+) -> anyhow::Result<()> {
+    bounded(async {
+        let (_dns, port) = dnsmasq().await?;
+        let server: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut lb = start(None).await?;
+        let good = lb.pool("good", Some(dns_check("10.1.2.3")), None).await?;
+        let bad = lb.pool("bad", Some(dns_check("10.9.9.9")), None).await?;
+        let id_good = lb.add(&good, "ns", server).await?;
+        let id_bad = lb.add(&bad, "ns", server).await?;
+        lb.wait_health(
+            &id_good,
+            Duration::from_secs(15),
+            "answer has 10.1.2.3",
+            |h| h.healthy,
+        )
+        .await?;
+        let (h, _) = lb
+            .wait_health(
+                &id_bad,
+                Duration::from_secs(15),
+                "answer lacks 10.9.9.9",
+                |h| h.consecutive_failures >= 2,
+            )
+            .await?;
+        assert!(!h.healthy);
+        assert!(h
+            .last_error
+            .unwrap_or_default()
+            .contains("10.9.9.9 not among"));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_grpc_check_follows_serving_and_not_serving() -> anyhow::Result<()> {
+    bounded(async {
+        use tonic_health::ServingStatus;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("shop.Cart", ServingStatus::Serving)
+            .await;
+        let incoming = tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse()?)?;
+        let addr = incoming.local_addr()?;
+        let _srv = Aborts(tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        }));
+        let mut lb = start(None).await?;
+        let hc = check(CheckType::Grpc(pb::GrpcCheck {
+            service: Some("shop.Cart".into()),
+        }));
+        let pool = lb.pool("grpc", Some(hc), None).await?;
+        let id = lb.add(&pool, "cart", addr).await?;
+        lb.wait_health(&id, Duration::from_secs(10), "SERVING", |h| h.healthy)
+            .await?;
+
+        reporter
+            .set_service_status("shop.Cart", ServingStatus::NotServing)
+            .await;
+        let (h, _) = lb
+            .wait_health(&id, Duration::from_secs(10), "NOT_SERVING", |h| !h.healthy)
+            .await?;
+        assert!(h.last_error.unwrap_or_default().contains("NOT_SERVING"));
+
+        reporter
+            .set_service_status("shop.Cart", ServingStatus::Serving)
+            .await;
+        lb.wait_health(&id, Duration::from_secs(10), "SERVING again", |h| h.healthy)
+            .await?;
+        Ok(())
+    })
+    .await
+}

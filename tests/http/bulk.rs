@@ -1,0 +1,124 @@
+use crate::common::*;
+
+#[tokio::test]
+async fn cookie_persistence_pins_then_moves_when_disabled() -> anyhow::Result<()> {
+    bounded(async {
+        let one = HttpBackend::start("one").await?;
+        let two = HttpBackend::start("two").await?;
+        let mut lb = start().await?;
+        let mut req = fixtures::pool("", "sticky");
+        req.session_persistence = Some(pb::SessionPersistence {
+            mode: pb::PersistenceMode::Cookie as i32,
+            cookie_name: Some("lb".into()),
+            ttl_seconds: 0,
+        });
+        let (pool, ids) = lb
+            .pool_with(req, &[(one.addr, &[]), (two.addr, &[])])
+            .await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+
+        let first = get(addr, "x", "/", &[]).await?;
+        let set = first.header("set-cookie").to_string();
+        assert!(set.starts_with("lb=") && set.contains("HttpOnly"), "{set}");
+        let cookie = set.split(';').next().unwrap().to_string();
+        let pinned = first.text();
+        for _ in 0..50 {
+            let r = get(addr, "x", "/", &[("cookie", &cookie)]).await?;
+            assert_eq!(r.text(), pinned, "cookie did not pin the client");
+            assert!(
+                r.header("set-cookie").is_empty(),
+                "a pinned client gets no new cookie"
+            );
+        }
+        // Disable the pinned backend: the client moves and gets a new cookie.
+        let pinned_id = if pinned == "one" { &ids[0] } else { &ids[1] };
+        let upd = pb::UpdateBackendRequest {
+            backend_id: pinned_id.clone(),
+            enabled: Some(false),
+            ..Default::default()
+        };
+        lb.api.backend.update_backend(upd).await?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let moved = loop {
+            let r = get(addr, "x", "/", &[("cookie", &cookie)]).await?;
+            if r.text() != pinned {
+                break (r.text(), r.header("set-cookie").to_string());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the client never moved off the disabled backend"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (other, set) = moved;
+        assert!(
+            set.starts_with("lb="),
+            "a new cookie pins the client to its new backend"
+        );
+        let cookie = set.split(';').next().unwrap().to_string();
+        for _ in 0..10 {
+            assert_eq!(
+                get(addr, "x", "/", &[("cookie", &cookie)]).await?.text(),
+                other
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn rss_kib(pid: i32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
+    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}
+
+#[tokio::test]
+async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("bulk").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("bulk", &[b.addr]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        // Warm up (allocator, pools), then measure.
+        assert_eq!(
+            get(addr, "x", "/big/1048576", &[]).await?.body.len(),
+            1 << 20
+        );
+        let before = rss_kib(lb.node.pid())?;
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"GET /big/1073741824 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        let mut peak = before;
+        let mut reads = 0u64;
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await??;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            reads += 1;
+            if reads.is_multiple_of(256) {
+                peak = peak.max(rss_kib(lb.node.pid())?);
+            }
+        }
+        let head = 1024; // the response head is part of `total`
+        assert!(
+            total > 1 << 30 && total < (1 << 30) + head,
+            "got {total} bytes"
+        );
+        let after = rss_kib(lb.node.pid())?;
+        peak = peak.max(after);
+        assert!(
+            peak.saturating_sub(before) < 64 * 1024,
+            "proxy RSS grew from {before} KiB to {peak} KiB"
+        );
+        Ok(())
+    })
+    .await
+}
