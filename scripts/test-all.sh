@@ -29,6 +29,10 @@ ensure dnsmasq dnsmasq-base
 ensure etcd etcd-server
 ensure nix-instantiate nix-bin
 ensure bird bird2
+# `promtool check metrics` validates /metrics (tests/promtool.rs).
+ensure promtool prometheus
+# Headless Chromium drives the status page (tests/browser.rs).
+ensure chromium chromium
 # The BIRD interop test must run here, not skip.
 export FIBERLB_REQUIRE_BIRD=1
 

@@ -190,8 +190,8 @@ async fn an_http_check_fails_on_500_and_passes_on_200_with_details_in_the_api() 
             "fiberlb_health_checks_total",
             "fiberlb_health_check_duration_seconds",
             "fiberlb_backend_health",
-            "fiberlb_pools_total",
-            "fiberlb_backends_total",
+            "fiberlb_pools",
+            "fiberlb_backends",
         ] {
             assert!(m.contains(name), "{name} missing from /metrics");
         }
@@ -207,8 +207,8 @@ async fn an_http_check_fails_on_500_and_passes_on_200_with_details_in_the_api() 
             tokio::time::sleep(Duration::from_millis(100)).await;
             m = lb.metrics().await?;
         }
-        assert_eq!(plain(&m, "fiberlb_pools_total"), Some(1.0));
-        assert_eq!(plain(&m, "fiberlb_backends_total"), Some(1.0));
+        assert_eq!(plain(&m, "fiberlb_pools"), Some(1.0));
+        assert_eq!(plain(&m, "fiberlb_backends"), Some(1.0));
         Ok(())
     })
     .await

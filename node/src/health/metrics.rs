@@ -51,6 +51,6 @@ pub(super) fn publish(snapshot: &Snapshot, breakers: &mut HashSet<String>) {
     metrics::gauge!("fiberlb_backend_health", "status" => "healthy").set(healthy as f64);
     metrics::gauge!("fiberlb_backend_health", "status" => "unhealthy").set(unhealthy as f64);
     metrics::gauge!("fiberlb_backend_health", "status" => "unknown").set(unknown as f64);
-    metrics::gauge!("fiberlb_pools_total").set(snapshot.pools.len() as f64);
-    metrics::gauge!("fiberlb_backends_total").set(total as f64);
+    metrics::gauge!("fiberlb_pools").set(snapshot.pools.len() as f64);
+    metrics::gauge!("fiberlb_backends").set(total as f64);
 }

@@ -24,8 +24,17 @@ pub async fn start(
         .key_file
         .as_ref()
         .context("cluster.key_file is required with cluster.gossip_addr")?;
-    let keys = Keyring::from_files(key_file, None)
-        .with_context(|| format!("cluster.key_file {}", key_file.display()))?;
+    // During a rotation the previous key still opens datagrams from members that have not
+    // switched yet; the primary (`key_file`) is the only one used to seal.
+    let previous = c.previous_key_file.as_deref();
+    let keys = Keyring::from_files(key_file, previous).with_context(|| match previous {
+        Some(p) => format!(
+            "cluster.key_file {} / cluster.previous_key_file {}",
+            key_file.display(),
+            p.display()
+        ),
+        None => format!("cluster.key_file {}", key_file.display()),
+    })?;
     let mut seeds = Vec::new();
     for peer in &c.peers {
         // A seed that does not resolve now is skipped: the others are enough to join, and

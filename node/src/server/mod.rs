@@ -9,6 +9,7 @@ mod dataplane;
 mod grpc;
 mod grpc_metrics;
 mod logging;
+mod metrics_help;
 mod notify;
 mod runtime;
 mod status;
@@ -45,9 +46,11 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     bootstrap::ensure_admin(&store, &settings).await?;
 
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+    let metrics = metrics_help::with_buckets(metrics_exporter_prometheus::PrometheusBuilder::new())
+        .context("configuring metric buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
+    metrics_help::describe();
 
     let grpc_listener = TcpListener::bind(settings.server.grpc_addr)
         .await

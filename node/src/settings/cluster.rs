@@ -30,6 +30,11 @@ pub struct ClusterSettings {
     /// datagram. Default none; required with `gossip_addr`; must exist and be non-empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// File with the previous cluster key, still accepted on receive (never used to send)
+    /// while the fleet rotates to a new `key_file`: every node can switch at its own pace.
+    /// Default none; must exist and be non-empty; only meaningful with `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_key_file: Option<PathBuf>,
     /// How many live members probe each backend (rendezvous hashing); the others use
     /// their gossiped verdicts. Default 2; >= 1.
     pub probe_replicas: usize,
@@ -48,6 +53,7 @@ impl Default for ClusterSettings {
             advertise_addr: None,
             peers: Vec::new(),
             key_file: None,
+            previous_key_file: None,
             probe_replicas: 2,
             vip_pool: None,
         }

@@ -86,6 +86,7 @@ fn with_real_files(mut s: Settings, dir: &Path) -> Settings {
     s.iam.token_path = file("token");
     s.admin.bootstrap_token_file = file("bootstrap");
     s.cluster.key_file = file("cluster.key");
+    s.cluster.previous_key_file = file("cluster.key.previous");
     s
 }
 
@@ -156,11 +157,12 @@ fn example_file_has_every_key_and_is_valid() {
         advertise_addr,
         peers,
         key_file,
+        previous_key_file,
         vip_pool,
         ..
     } = cluster;
     assert!(gossip_addr.is_some() && advertise_addr.is_some() && !peers.is_empty());
-    assert!(key_file.is_some() && vip_pool.is_some());
+    assert!(key_file.is_some() && previous_key_file.is_some() && vip_pool.is_some());
     let BgpSettings {
         router_id,
         listen,
@@ -270,6 +272,32 @@ fn gossip_with_key_file_is_accepted() {
     assert_eq!(s.cluster.key_file, Some(key));
     let err = check_err("[cluster]\npeers = [\"127.0.0.2:7946\"]\n");
     assert_invalid_at(&err, "cluster.peers", 2);
+}
+
+#[test]
+fn previous_key_file_must_exist_and_needs_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, "0123456789abcdef").unwrap();
+    let head = format!(
+        "[cluster]\ngossip_addr = \"127.0.0.1:0\"\nkey_file = {:?}\n",
+        key.display().to_string()
+    );
+    let err = check_err(&format!(
+        "{head}previous_key_file = \"/nonexistent/old.key\"\n"
+    ));
+    assert_invalid_at(&err, "cluster.previous_key_file", 4);
+    let text = format!(
+        "{head}previous_key_file = {:?}\n",
+        key.display().to_string()
+    );
+    let s = check(dir.path(), &text).unwrap();
+    assert_eq!(s.cluster.previous_key_file, Some(key.clone()));
+    let err = check_err(&format!(
+        "[cluster]\nprevious_key_file = {:?}\n",
+        key.display().to_string()
+    ));
+    assert_invalid_at(&err, "cluster.previous_key_file", 2);
 }
 
 #[test]

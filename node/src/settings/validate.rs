@@ -231,6 +231,12 @@ impl Settings {
             },
         )?;
         optional_file("cluster.key_file", &c.key_file)?;
+        ensure(
+            c.previous_key_file.is_none() || c.key_file.is_some(),
+            "cluster.previous_key_file",
+            || "a previous key is only used next to cluster.key_file; set that too".to_owned(),
+        )?;
+        optional_file("cluster.previous_key_file", &c.previous_key_file)?;
         if let Some(advertise) = c.advertise_addr {
             ensure(c.gossip_addr.is_some(), "cluster.advertise_addr", || {
                 "set cluster.gossip_addr too (gossip is off without it)".to_owned()
