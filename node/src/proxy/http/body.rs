@@ -138,6 +138,8 @@ impl Active {
     /// Counts a request on `state`.
     pub fn new(state: Arc<BackendState>) -> Self {
         state.stats.active.fetch_add(1, Ordering::Relaxed);
+        // Requests sent since start: the status page shows its rate.
+        state.stats.started.fetch_add(1, Ordering::Relaxed);
         Active(state)
     }
 }
