@@ -8,6 +8,7 @@ pub mod proxy;
 pub mod resolve;
 pub mod server;
 pub mod settings;
+pub mod skip_verify;
 pub mod snapshot;
 pub mod state;
 pub mod store;
