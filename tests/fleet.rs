@@ -9,7 +9,7 @@ use fiberlb_node::store::{EtcdOptions, EtcdStore};
 use fiberlb_proto::v1 as pb;
 use fiberlb_tests::etcd::Etcd;
 use fiberlb_tests::fixtures::{self, backend, ip};
-use fiberlb_tests::l4::{free_port, tcp_echo, unique_loopback, wait_tcp};
+use fiberlb_tests::l4::{free_port, tcp_echo, tcp_service, unique_loopback, wait_tcp, TcpService};
 use fiberlb_tests::{bounded, Node};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -197,32 +197,8 @@ async fn a_store_outage_keeps_traffic_flowing_and_fails_writes_clearly() -> anyh
         let echo = tcp_echo(b"").await?;
         let (nodes, ips, _dirs) = fleet(&etcd, 1).await?;
         let mut api = nodes[0].admin()?;
-        let lb = api
-            .lb
-            .create_load_balancer(fixtures::lb("outage", "acme"))
-            .await?
-            .into_inner()
-            .id;
-        let pool = api
-            .pool
-            .create_pool(fixtures::pool(&lb, "p"))
-            .await?
-            .into_inner()
-            .id;
-        api.backend
-            .add_backend(backend(
-                &pool,
-                "e",
-                ip("127.0.0.1"),
-                echo.addr.port() as u32,
-            ))
-            .await?;
-        let port = free_port(ips[0], false)?;
-        let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
-        req.default_pool_id = Some(pool.clone());
-        api.listener.create_listener(req).await?;
-        let addr = SocketAddr::new(ips[0], port);
-        wait_tcp(addr, Duration::from_secs(10)).await?;
+        let TcpService { lb, pool, addr } =
+            tcp_service(&mut api, "outage", echo.addr, ips[0]).await?;
 
         etcd.stop().await;
         echo_roundtrip(addr, b"during outage").await?;

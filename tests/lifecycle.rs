@@ -1,12 +1,10 @@
 //! Node lifecycle: SIGTERM drains and exits 0, SIGHUP reloads (and rejects a bad file),
 //! systemd notifications.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use fiberlb_proto::v1 as pb;
-use fiberlb_tests::fixtures::{self, backend, ip};
-use fiberlb_tests::l4::{free_port, tcp_echo, unique_loopback, wait_tcp};
+use fiberlb_tests::fixtures;
+use fiberlb_tests::l4::{tcp_echo, tcp_service, unique_loopback};
 use fiberlb_tests::{bounded, http, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,32 +37,7 @@ async fn sigterm_turns_not_ready_refuses_new_connections_and_lets_open_ones_fini
         assert_eq!(&buf[..n], b"READY=1");
 
         let mut api = node.admin()?;
-        let lb = api
-            .lb
-            .create_load_balancer(fixtures::lb("life", "acme"))
-            .await?
-            .into_inner()
-            .id;
-        let pool = api
-            .pool
-            .create_pool(fixtures::pool(&lb, "p"))
-            .await?
-            .into_inner()
-            .id;
-        api.backend
-            .add_backend(backend(
-                &pool,
-                "e",
-                ip("127.0.0.1"),
-                echo.addr.port() as u32,
-            ))
-            .await?;
-        let port = free_port(lip, false)?;
-        let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
-        req.default_pool_id = Some(pool);
-        api.listener.create_listener(req).await?;
-        let addr = SocketAddr::new(lip, port);
-        wait_tcp(addr, Duration::from_secs(10)).await?;
+        let addr = tcp_service(&mut api, "life", echo.addr, lip).await?.addr;
         assert_eq!(http::get(node.admin_addr(), "/ready").await?.status, 200);
 
         let mut open = TcpStream::connect(addr).await?;

@@ -166,3 +166,51 @@ pub async fn tls_hello(
     tls.read_exact(&mut buf).await?;
     Ok(buf)
 }
+
+/// A load balancer `name` (org `acme`) whose pool `p` has one backend at `backend`, behind
+/// an open TCP listener on `bind_ip`.
+pub struct TcpService {
+    /// Load balancer id.
+    pub lb: String,
+    /// Pool id.
+    pub pool: String,
+    /// Where the listener accepts.
+    pub addr: SocketAddr,
+}
+
+/// Creates a [`TcpService`] through the API and waits until its listener accepts.
+pub async fn tcp_service(
+    api: &mut crate::Clients,
+    name: &str,
+    backend: SocketAddr,
+    bind_ip: IpAddr,
+) -> anyhow::Result<TcpService> {
+    use crate::fixtures;
+    use fiberlb_proto::v1 as pb;
+    let lb = api
+        .lb
+        .create_load_balancer(fixtures::lb(name, "acme"))
+        .await?
+        .into_inner()
+        .id;
+    let pool = api
+        .pool
+        .create_pool(fixtures::pool(&lb, "p"))
+        .await?
+        .into_inner()
+        .id;
+    let b = fixtures::backend(
+        &pool,
+        "e",
+        fixtures::ip(&backend.ip().to_string()),
+        backend.port() as u32,
+    );
+    api.backend.add_backend(b).await?;
+    let port = free_port(bind_ip, false)?;
+    let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
+    req.default_pool_id = Some(pool.clone());
+    api.listener.create_listener(req).await?;
+    let addr = SocketAddr::new(bind_ip, port);
+    wait_tcp(addr, Duration::from_secs(10)).await?;
+    Ok(TcpService { lb, pool, addr })
+}
