@@ -86,6 +86,41 @@ impl SocketOptions {
     }
 }
 
+/// Opens a TCP connection to `addr` with `opts` already set, in fewer system calls than
+/// `TcpStream::connect` + setting options afterwards: the socket is created non-blocking
+/// in one call, and success is read off the readiness event instead of asking the kernel
+/// with `getsockopt(SO_ERROR)` (which is then only done on failure, for the message).
+/// At tens of thousands of new connections per second every call shows.
+pub async fn open(addr: SocketAddr, opts: SocketOptions) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    if opts.nodelay {
+        sock.set_tcp_nodelay(true)?;
+    }
+    if let Some(idle) = opts.keepalive {
+        sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle))?;
+    }
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(sock))?;
+    let ready = stream
+        .ready(tokio::io::Interest::WRITABLE | tokio::io::Interest::ERROR)
+        .await?;
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream.take_error()?.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection failed")
+        }));
+    }
+    Ok(stream)
+}
+
 /// Outcome of one pick.
 pub enum Picked {
     /// Backend index and the address to use.
@@ -167,11 +202,10 @@ pub async fn connect(
         };
         state.stats.active.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr)).await {
+        match tokio::time::timeout(opts.connect_timeout, open(addr, opts)).await {
             Ok(Ok(stream)) => {
                 state.stats.observe_latency(started.elapsed());
                 admission.finish(Outcome::Success(started.elapsed()));
-                opts.apply(&stream);
                 state.stats.started.fetch_add(1, Ordering::Relaxed);
                 return Ok(BackendConn {
                     stream,
