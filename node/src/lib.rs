@@ -1,6 +1,7 @@
 //! The `fiberlb` node and client: settings, the embedded store, the node runtime (gRPC API,
 //! admin HTTP) and the command-line client. `main.rs` only calls [`cli::main`].
 
+pub mod access_log;
 pub mod balance;
 pub mod cli;
 pub mod health;

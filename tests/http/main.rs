@@ -1,6 +1,7 @@
 //! L7 data plane end to end: a real `fiberlb serve`, real HTTP/1, h2c, h2, WebSocket and
 //! gRPC clients and backends, raw sockets for the hostile cases.
 
+mod access_log;
 mod bulk;
 mod common;
 mod hostile;

@@ -35,6 +35,8 @@ const REAP_INTERVAL: Duration = Duration::from_secs(2);
 /// that SIGHUP can re-read the configuration with the same precedence.
 pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let log = logging::init(&settings.logging)?;
+    let access_log = crate::access_log::Target::parse(&settings.logging.access_log);
+    crate::access_log::init(&access_log).context("logging.access_log")?;
     // Handlers first: SIGHUP's default action would kill a node that printed "ready" but
     // had not installed them yet.
     let signals = Signals::install()?;
@@ -118,6 +120,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     gossip_stop.cancel();
     let _ = admin_stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(1), admin).await;
+    crate::access_log::flush(Duration::from_secs(1));
     tracing::info!("stopped");
     Ok(())
 }
@@ -152,6 +155,7 @@ impl Signals {
                 _ = self.int.recv() => return,
                 _ = self.hup.recv() => {
                     notify::reloading();
+                    crate::access_log::reopen();
                     reload(args, log, current);
                     notify::notify("READY=1");
                 }

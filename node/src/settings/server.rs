@@ -169,6 +169,9 @@ pub struct LoggingSettings {
     pub level: String,
     /// `text` or `json`. Default `text`. Env `FIBERLB_LOG_FORMAT`, flag `--log-format`.
     pub format: LogFormat,
+    /// Where the HTTP access log goes (one JSON line per request): `stdout`, `off`, or a
+    /// file path (appended to; reopened on SIGHUP for log rotation). Default `stdout`.
+    pub access_log: String,
 }
 
 impl Default for LoggingSettings {
@@ -176,6 +179,7 @@ impl Default for LoggingSettings {
         LoggingSettings {
             level: "info".to_owned(),
             format: LogFormat::Text,
+            access_log: "stdout".to_owned(),
         }
     }
 }

@@ -35,6 +35,11 @@ impl Settings {
         self.check_defaults()?;
         self.check_integrations()?;
         check_log_level(&self.logging.level).map_err(at("logging.level"))?;
+        ensure(
+            !self.logging.access_log.contains('\0'),
+            "logging.access_log",
+            || "must be \"stdout\", \"off\" or a file path".to_owned(),
+        )?;
         optional_file(
             "admin.bootstrap_token_file",
             &self.admin.bootstrap_token_file,

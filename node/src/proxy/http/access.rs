@@ -1,8 +1,8 @@
 //! The access log and request metrics: one record per request, written when the response
 //! has been sent completely (or abandoned), so sizes and durations are final.
 //!
-//! The log line goes to the `fiberlb::access` tracing target at INFO: select or silence
-//! it with the log filter (e.g. `info,fiberlb::access=off`). Metrics:
+//! The log line is one JSON object handed to [`crate::access_log`] (destination
+//! `[logging] access_log`: stdout by default, a file, or off). Metrics:
 //! `fiberlb_requests_total{lb,listener,backend,code}`,
 //! `fiberlb_request_duration_seconds{lb,listener}` (time to the last response byte) and
 //! `fiberlb_bytes_in_total` / `fiberlb_bytes_out_total{lb,listener,backend}` (body bytes,
@@ -11,9 +11,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use dashmap::DashMap;
 use http::{Method, StatusCode, Version};
+use metrics::{Counter, Histogram};
+
+use crate::balance::stable_hash;
 
 use super::body::BodyStatus;
 
@@ -67,52 +72,112 @@ impl Record {
     pub fn emit(&self) {
         let elapsed = self.started.elapsed();
         let bytes_in = self.body.bytes.load(Ordering::Relaxed);
+        if crate::access_log::enabled() {
+            crate::access_log::write(self.line(elapsed, bytes_in));
+        }
         let backend_id = self.backend.as_ref().map_or("", |(id, _)| &**id);
-        let backend_addr = self
-            .backend
-            .as_ref()
-            .map(|(_, a)| a.to_string())
-            .unwrap_or_default();
-        tracing::info!(
-            target: "fiberlb::access",
-            time = self.start_ms,
-            client = %self.client,
-            lb = %self.lb,
-            listener = %self.listener,
-            method = %self.method,
-            version = ?self.version,
-            host = %self.host,
-            path = %self.path,
-            status = self.status.as_u16(),
-            bytes_in,
-            bytes_out = self.bytes_out,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            backend = backend_id,
-            backend_addr = %backend_addr,
-            rule = self.rule.as_deref().unwrap_or(""),
-            request_id = %self.request_id,
-            error = self.error.as_deref().unwrap_or(""),
-            "request"
-        );
-        let (lb, listener, backend) = (
-            self.lb.to_string(),
-            self.listener.to_string(),
-            backend_id.to_string(),
-        );
-        metrics::counter!(
-            "fiberlb_requests_total",
-            "lb" => lb.clone(),
-            "listener" => listener.clone(),
-            "backend" => backend.clone(),
-            "code" => self.status.as_str().to_string()
-        )
-        .increment(1);
-        metrics::histogram!("fiberlb_request_duration_seconds", "lb" => lb.clone(), "listener" => listener.clone())
-            .record(elapsed.as_secs_f64());
-        let labels = [("lb", lb), ("listener", listener), ("backend", backend)];
-        metrics::counter!("fiberlb_bytes_in_total", &labels).increment(bytes_in);
-        metrics::counter!("fiberlb_bytes_out_total", &labels).increment(self.bytes_out);
+        let m = request_metrics(&self.lb, &self.listener, backend_id, self.status);
+        m.requests.increment(1);
+        m.duration.record(elapsed.as_secs_f64());
+        m.bytes_in.increment(bytes_in);
+        m.bytes_out.increment(self.bytes_out);
     }
+
+    /// The access log line: one JSON object and a newline.
+    fn line(&self, elapsed: Duration, bytes_in: u64) -> String {
+        use crate::access_log::json_escape;
+        use std::fmt::Write as _;
+        let mut l = String::with_capacity(384);
+        l.push_str("{\"time\":\"");
+        l.push_str(&crate::access_log::rfc3339_ms(self.start_ms));
+        let _ = write!(l, "\",\"client\":\"{}\",\"lb\":\"", self.client);
+        json_escape(&mut l, &self.lb);
+        l.push_str("\",\"listener\":\"");
+        json_escape(&mut l, &self.listener);
+        l.push_str("\",\"method\":\"");
+        json_escape(&mut l, self.method.as_str());
+        let _ = write!(l, "\",\"version\":\"{:?}\",\"host\":\"", self.version);
+        json_escape(&mut l, &self.host);
+        l.push_str("\",\"path\":\"");
+        json_escape(&mut l, &self.path);
+        let _ = write!(
+            l,
+            "\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"backend\":\"",
+            self.status.as_u16(),
+            bytes_in,
+            self.bytes_out,
+            elapsed.as_secs_f64() * 1000.0
+        );
+        if let Some((id, addr)) = &self.backend {
+            json_escape(&mut l, id);
+            let _ = write!(l, "\",\"backend_addr\":\"{addr}");
+        } else {
+            l.push_str("\",\"backend_addr\":\"");
+        }
+        l.push_str("\",\"rule\":\"");
+        json_escape(&mut l, self.rule.as_deref().unwrap_or(""));
+        l.push_str("\",\"request_id\":\"");
+        json_escape(&mut l, &self.request_id);
+        l.push_str("\",\"error\":\"");
+        json_escape(&mut l, self.error.as_deref().unwrap_or(""));
+        l.push_str("\"}\n");
+        l
+    }
+}
+
+/// The request metrics of one label set, registered once (label strings and the registry
+/// lookup cost more than the request's own bookkeeping).
+struct RequestMetrics {
+    requests: Counter,
+    duration: Histogram,
+    bytes_in: Counter,
+    bytes_out: Counter,
+}
+
+/// Label sets seen; cleared wholesale if configuration churn ever makes it this large.
+const MAX_ENTRIES: usize = 100_000;
+
+fn request_metrics(
+    lb: &str,
+    listener: &str,
+    backend: &str,
+    status: StatusCode,
+) -> Arc<RequestMetrics> {
+    static CACHE: OnceLock<DashMap<u128, Arc<RequestMetrics>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(DashMap::new);
+    let h = |seed: u64| {
+        stable_hash(seed, lb.as_bytes())
+            ^ stable_hash(seed + 1, listener.as_bytes()).rotate_left(17)
+            ^ stable_hash(seed + 2, backend.as_bytes()).rotate_left(34)
+            ^ u64::from(status.as_u16()).rotate_left(51)
+    };
+    let key = (u128::from(h(3)) << 64) | u128::from(h(13));
+    if let Some(m) = cache.get(&key) {
+        return m.clone();
+    }
+    if cache.len() >= MAX_ENTRIES {
+        cache.clear();
+    }
+    let (lb, listener, backend) = (lb.to_string(), listener.to_string(), backend.to_string());
+    let labels = [
+        ("lb", lb.clone()),
+        ("listener", listener.clone()),
+        ("backend", backend),
+    ];
+    let m = Arc::new(RequestMetrics {
+        requests: metrics::counter!(
+            "fiberlb_requests_total",
+            "lb" => labels[0].1.clone(),
+            "listener" => labels[1].1.clone(),
+            "backend" => labels[2].1.clone(),
+            "code" => status.as_str().to_string()
+        ),
+        duration: metrics::histogram!("fiberlb_request_duration_seconds", "lb" => lb, "listener" => listener),
+        bytes_in: metrics::counter!("fiberlb_bytes_in_total", &labels),
+        bytes_out: metrics::counter!("fiberlb_bytes_out_total", &labels),
+    });
+    cache.insert(key, m.clone());
+    m
 }
 
 /// Now as Unix milliseconds.
