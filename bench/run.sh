@@ -10,7 +10,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(dirname "$HERE")
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$HERE/lib.sh"
 THREADS=${THREADS:-"1 2"}
 RUNS=${RUNS:-5}
 IPERF_SECS=${IPERF_SECS:-5}
@@ -18,136 +19,26 @@ RATE_SECS=${RATE_SECS:-3}
 RATE_CONCURRENCY=${RATE_CONCURRENCY:-64}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 BASE_PORT=${BASE_PORT:-21000}
-KEEP_WORK=${KEEP_WORK:-0}
-SKIP_BUILD=${SKIP_BUILD:-0}
-# Scheduling weight of the benchmark's processes against everything else on the machine
-# (autogroup nice, and plain nice). 0 leaves priorities alone.
-BENCH_NICE=${BENCH_NICE:--10}
 # Client-side source addresses (127.1.x.y) for the load tool: one address runs out of
 # ephemeral ports within seconds at these rates (TIME_WAIT).
 SOURCES=64
-PROXIES=(fiberlb haproxy nginx)
 
 IPERF_PORT=$((BASE_PORT + 1))
 ECHO_PORTS=($((BASE_PORT + 11)) $((BASE_PORT + 12)) $((BASE_PORT + 13)) $((BASE_PORT + 14)))
 declare -A IPERF_FRONT=([fiberlb]=$((BASE_PORT + 101)) [haproxy]=$((BASE_PORT + 201)) [nginx]=$((BASE_PORT + 301)) [direct]=$IPERF_PORT)
 declare -A ECHO_FRONT=([fiberlb]=$((BASE_PORT + 102)) [haproxy]=$((BASE_PORT + 202)) [nginx]=$((BASE_PORT + 302)) [direct]=${ECHO_PORTS[0]})
-declare -A PROXY_PID=()
 
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-[[ $EUID -eq 0 ]] || die "run as root (apt-get, ulimit, ports)"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
-
-WORK=$(mktemp -d /tmp/fiberlb-bench.XXXXXX)
-STARTED=() # every PID this script started, killed on exit
-
-AUTOGROUP_NICE="" # the session's autogroup nice before we changed it
-
-cleanup() {
-    local rc=$? pid
-    [[ -n $AUTOGROUP_NICE ]] && echo "$AUTOGROUP_NICE" >/proc/self/autogroup 2>/dev/null
-    for pid in "${STARTED[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${STARTED[@]}"; do
-        stop_pid "$pid"
-    done
-    if [[ $KEEP_WORK == 1 || $rc -ne 0 ]]; then
-        log "logs and configs kept in $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# True while PID runs (a zombie awaiting our `wait` does not count).
-alive() {
-    local state
-    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $state && $state != Z ]]
-}
-
-# Stops a PID we started: SIGTERM, up to 5 s grace, SIGKILL; then reaps it and forgets
-# it, so that cleanup never signals a PID the system has since given to someone else.
-stop_pid() {
-    local pid=$1 i keep=() p
-    if alive "$pid"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do
-            alive "$pid" || break
-            sleep 0.1
-        done
-        alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null || true
-    for p in "${STARTED[@]}"; do
-        [[ $p == "$pid" ]] || keep+=("$p")
-    done
-    STARTED=("${keep[@]}")
-}
-
-# start NAME CMD...: runs CMD in the background with stdout/stderr in $WORK/NAME.{out,err};
-# the PID is left in $LAST_PID.
-start() {
-    local name=$1
-    shift
-    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    LAST_PID=$!
-    STARTED+=("$LAST_PID")
-}
-
-# wait_for TIMEOUT_S DESCRIPTION CMD...: polls CMD until it succeeds.
-wait_for() {
-    local timeout=$1 what=$2 deadline=$((SECONDS + $1))
-    shift 2
-    until "$@"; do
-        ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
-        sleep 0.1
-    done
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-port_free() { ! ss -Htln "sport = :$1" | grep -q .; }
+bench_init fiberlb-bench
 
 # ---------------------------------------------------------------- 1. tools and builds
-install_missing() {
-    local pkgs=()
-    command -v haproxy >/dev/null || pkgs+=(haproxy)
-    command -v nginx >/dev/null || pkgs+=(nginx)
-    [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || pkgs+=(libnginx-mod-stream)
-    command -v iperf3 >/dev/null || pkgs+=(iperf3)
-    command -v ss >/dev/null || pkgs+=(iproute2)
-    command -v pgrep >/dev/null || pkgs+=(procps)
-    if ((${#pkgs[@]})); then
-        log "installing ${pkgs[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
-    fi
-}
-
-install_missing
-command -v cargo >/dev/null || die "cargo not found (install the Rust toolchain)"
-FIBERLB=$ROOT/target/release/fiberlb
-CONNRATE=$HERE/connrate/target/release/connrate
-if [[ $SKIP_BUILD == 1 && -x $FIBERLB && -x $CONNRATE ]]; then
-    log "SKIP_BUILD=1: using the existing $FIBERLB and $CONNRATE"
-else
-    log "building fiberlb (release) and bench/connrate"
-    (cd "$ROOT" && cargo build --release -q -p fiberlb-node --bin fiberlb)
-    cargo build --release -q --manifest-path "$HERE/connrate/Cargo.toml"
-fi
+apt_install_missing haproxy:haproxy nginx:nginx /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream \
+    iperf3:iperf3 ss:iproute2 pgrep:procps
+build_release
 
 # Each idle proxied connection costs the proxy two descriptors (client and backend), so
 # the hard limit caps how many we can hold; only root with CAP_SYS_RESOURCE can raise it.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-ulimit -n 1048576 2>/dev/null || true
-FD_LIMIT=$(ulimit -n)
+raise_fd_limit
 IDLE=$IDLE_CONNS
 if (((FD_LIMIT - 400) / 2 < IDLE)); then
     IDLE=$(((FD_LIMIT - 400) / 2 / 100 * 100))
@@ -155,20 +46,9 @@ if (((FD_LIMIT - 400) / 2 < IDLE)); then
 fi
 ((IDLE >= 1000)) || die "open-files limit $FD_LIMIT is too low for the idle-connection test"
 
-# On a shared machine, other jobs would otherwise take CPU time in bursts and decide the
-# outcome. With autogroup scheduling (the default on desktop kernels) nice only matters
-# within a session, so the session's group weight is raised too (and restored on exit).
-if [[ $BENCH_NICE != 0 ]]; then
-    if [[ -w /proc/self/autogroup ]]; then
-        AUTOGROUP_NICE=$(awk '{print $3}' /proc/self/autogroup)
-        echo "$BENCH_NICE" >/proc/self/autogroup 2>/dev/null || AUTOGROUP_NICE=""
-    fi
-    renice -n "$BENCH_NICE" -p $$ >/dev/null || true
-fi
+raise_priority
 
-for p in $IPERF_PORT "${ECHO_PORTS[@]}" "${IPERF_FRONT[@]}" "${ECHO_FRONT[@]}"; do
-    port_free "$p" || die "port $p is in use (set BASE_PORT)"
-done
+ports_free $IPERF_PORT "${ECHO_PORTS[@]}" "${IPERF_FRONT[@]}" "${ECHO_FRONT[@]}"
 
 # ---------------------------------------------------------------- 2. backends
 start iperf3 iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" --idle-timeout 60
@@ -177,17 +57,9 @@ start echo "$CONNRATE" serve --threads 1 --listen "$(printf '127.0.0.1:%s,' "${E
 for p in "${ECHO_PORTS[@]}"; do wait_for 10 "echo backend :$p" port_open "$p"; done
 
 # ---------------------------------------------------------------- proxies
-json_id() { grep -o '"id": *"[^"]*"' | head -n1 | sed 's/.*"\([^"]*\)"$/\1/'; }
-
 start_fiberlb() {
-    local t=$1 d=$WORK/fiberlb-data-$1 grpc lb pool_iperf pool_echo p
-    mkdir -p "$d"
-    start "fiberlb-$t" env TOKIO_WORKER_THREADS="$t" "$FIBERLB" serve --data-dir "$d" \
-        --grpc-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --bind-address 127.0.0.1
-    PROXY_PID[fiberlb]=$LAST_PID
-    wait_for 30 "fiberlb ready" grep -q '^fiberlb ready' "$WORK/fiberlb-$t.out"
-    grpc=$(sed -n 's/^fiberlb ready grpc=\([^ ]*\).*/\1/p' "$WORK/fiberlb-$t.out" | head -n1)
-    fl() { FIBERLB_TOKEN=$(cat "$d/bootstrap-token") "$FIBERLB" --endpoint "http://$grpc" "$@"; }
+    local t=$1 lb pool_iperf pool_echo p
+    fiberlb_serve "$t"
     lb=$(fl lb create --org bench --name b -o json | json_id)
     pool_iperf=$(fl pool create --lb "$lb" --name iperf -o json | json_id)
     pool_echo=$(fl pool create --lb "$lb" --name echo -o json | json_id)
@@ -236,31 +108,7 @@ start_nginx() {
     PROXY_PID[nginx]=$LAST_PID
 }
 
-# The PIDs of a proxy: the process and its children (nginx workers).
-proxy_pids() {
-    echo "$1"
-    pgrep -P "$1" || true
-}
-rss_kib() {
-    local pid sum=0 v
-    for pid in $(proxy_pids "$1"); do
-        v=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
-}
-fd_count() {
-    local pid sum=0
-    for pid in $(proxy_pids "$1"); do
-        sum=$((sum + $(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
-    done
-    echo "$sum"
-}
-
 # ---------------------------------------------------------------- 3. measurements
-RAW=$WORK/raw.tsv # threads  metric  target  round  value
-: >"$RAW"
-record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-NA}" >>"$RAW"; }
 
 # iperf3 receiver bitrate in Gbit/s, or NA.
 iperf_gbps() {
@@ -271,16 +119,6 @@ iperf_gbps() {
         return
     }
     grep receiver <<<"$out" | tail -n1 | awk '{for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") {printf "%.3f\n", $(i-1) / 1000; exit}}'
-}
-
-# CPU time (user + system, clock ticks) of a proxy's processes.
-cpu_ticks() {
-    local pid sum=0 v
-    for pid in $(proxy_pids "$1"); do
-        v=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        sum=$((sum + ${v:-0}))
-    done
-    echo "$sum"
 }
 
 # Prints "CONNECTIONS_PER_S PROXY_CPU_US_PER_CONNECTION" for target $1 (NA when unknown).
@@ -340,40 +178,6 @@ idle_memory() {
     # The next test starts only once the proxy has closed both sides of every connection.
     fds_back() { (($(fd_count "$pid") <= FD_BASE[$proxy] + 16)); }
     wait_for 60 "$proxy to close the idle connections" fds_back
-}
-
-# Writes one row of the markdown table: metric, unit formatting, higher/lower is better.
-row() {
-    local t=$1 metric=$2 label=$3 better=$4 fmt=$5 best="" ratio p direct
-    declare -A med=()
-    for p in "${PROXIES[@]}" direct; do
-        med[$p]=$(awk -F'\t' -v t="$t" -v m="$metric" -v p="$p" '$1 == t && $2 == m && $3 == p && $5 != "NA" {print $5}' "$RAW" |
-            sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2}')
-    done
-    for p in haproxy nginx; do
-        [[ ${med[$p]} == NA ]] && continue
-        if [[ -z $best ]] || awk -v a="${med[$p]}" -v b="$best" -v h="$better" 'BEGIN {exit !((h == "higher") ? a > b : a < b)}'; then
-            best=${med[$p]}
-        fi
-    done
-    if [[ ${med[fiberlb]} == NA || -z $best || $best == 0 ]]; then
-        ratio=NA
-    else
-        ratio=$(awk -v a="${med[fiberlb]}" -v b="$best" -v h="$better" 'BEGIN {
-            r = a / b; win = (h == "higher") ? r >= 1 : r < 1
-            printf "%.2f (%s)", r, win ? "win" : "loss" }')
-    fi
-    direct=${med[direct]}
-    [[ $metric == mem || $metric == cpu ]] && direct="n/a"
-    fmtv() {
-        if [[ $1 == NA || $1 == n/a ]]; then
-            echo "$1"
-        else
-            awk -v v="$1" -v f="$fmt" 'BEGIN {printf f, v}'
-        fi
-    }
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$(fmtv "${med[fiberlb]}")" "$(fmtv "${med[haproxy]}")" \
-        "$(fmtv "${med[nginx]}")" "$ratio" "$(fmtv "$direct")"
 }
 
 CLK_TCK=$(getconf CLK_TCK)
@@ -439,7 +243,7 @@ mkdir -p "$HERE/results"
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- CPU: $CPU, $NCPU logical CPUs; kernel $(uname -r)"
     echo "- load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- fiberlb $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- node api 2>/dev/null || echo ' (+ uncommitted changes)'); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(iperf3 -v | head -n1 | cut -d' ' -f1-2)"
+    echo "- fiberlb $(fiberlb_version); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(iperf3 -v | head -n1 | cut -d' ' -f1-2)"
     echo "- threads per proxy: $THREADS (fiberlb TOKIO_WORKER_THREADS, haproxy nbthread, nginx worker_processes)"
     echo "- medians of $RUNS interleaved rounds; iperf3 -t $IPERF_SECS; connection rate: $RATE_CONCURRENCY concurrent clients for ${RATE_SECS}s; $IDLE idle connections"
     echo "- ratio: fiberlb / the better of haproxy and nginx; \"win\" = fiberlb at least as fast, or uses less memory"

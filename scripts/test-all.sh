@@ -29,11 +29,13 @@ ensure dnsmasq dnsmasq-base
 ensure etcd etcd-server
 ensure nix-instantiate nix-bin
 ensure bird bird2
+# The anycast test (tests/anycast.rs) also peers with GoBGP, the second router implementation.
+ensure gobgpd gobgpd
 # `promtool check metrics` validates /metrics (tests/promtool.rs).
 ensure promtool prometheus
 # Headless Chromium drives the status page (tests/browser.rs).
 ensure chromium chromium
-# The BIRD interop test must run here, not skip.
+# The BIRD interop and anycast tests must run here, not skip.
 export FIBERLB_REQUIRE_BIRD=1
 
 step "cargo fmt --check"

@@ -57,7 +57,7 @@ async fn a_watch_from_a_compacted_revision_says_so() -> anyhow::Result<()> {
     .await
 }
 
-/// Two nodes on one etcd, each with its own listener address, sharing one admin token.
+/// `n` nodes on one etcd, each with its own listener address, sharing one admin token.
 async fn fleet(
     etcd: &Etcd,
     n: usize,
@@ -113,8 +113,9 @@ async fn echo_roundtrip(addr: SocketAddr, msg: &[u8]) -> anyhow::Result<()> {
 async fn config_written_through_one_node_is_served_by_every_node() -> anyhow::Result<()> {
     bounded(async {
         let etcd = Etcd::start().await?;
-        let echo = tcp_echo(b"").await?;
-        let (nodes, ips, _dirs) = fleet(&etcd, 2).await?;
+        let one = tcp_echo(b"1").await?;
+        let two = tcp_echo(b"2").await?;
+        let (nodes, ips, _dirs) = fleet(&etcd, 3).await?;
         let mut a = nodes[0].admin()?;
         let mut b = nodes[1].admin()?;
         let lb =
@@ -128,53 +129,98 @@ async fn config_written_through_one_node_is_served_by_every_node() -> anyhow::Re
             .await?
             .into_inner()
             .id;
-        a.backend
-            .add_backend(backend(
-                &pool,
-                "e",
-                ip("127.0.0.1"),
-                echo.addr.port() as u32,
-            ))
-            .await?;
-        // One port free on both addresses.
+        let backend_id = a
+            .backend
+            .add_backend(backend(&pool, "e", ip("127.0.0.1"), u32::from(one.addr.port())))
+            .await?
+            .into_inner()
+            .id;
+        // One port free on every address.
         let port = loop {
             let p = free_port(ips[0], false)?;
-            if std::net::TcpListener::bind((ips[1], p)).is_ok() {
+            if ips[1..]
+                .iter()
+                .all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok())
+            {
                 break p;
             }
         };
         let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
         req.default_pool_id = Some(pool.clone());
         a.listener.create_listener(req).await?;
-        // The other node's API sees it, and both nodes serve it.
+        // The other nodes' APIs see it, and every node serves it.
         let got =
             b.lb.get_load_balancer(pb::GetLoadBalancerRequest { lb_id: lb.clone() })
                 .await?
                 .into_inner();
         assert_eq!(got.name, "shared");
-        for ip in &ips {
-            let addr = SocketAddr::new(*ip, port);
-            wait_tcp(addr, Duration::from_secs(10)).await?;
-            echo_roundtrip(addr, b"hello fleet").await?;
+        let fronts: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        for addr in &fronts {
+            wait_tcp(*addr, Duration::from_secs(10)).await?;
+            assert_eq!(banner_of(*addr).await?, b'1');
         }
-        // A write through B with a stale revision from A's view is refused.
-        let stale = got.revision;
-        b.lb.update_load_balancer(pb::UpdateLoadBalancerRequest {
+
+        // 50 changes through node A (the backend's port flips between the two echo
+        // servers): from the API's OK until a new connection through every node reaches
+        // the new backend.
+        let mut took = Vec::new();
+        for i in 0..50 {
+            let (target, banner) = if i % 2 == 0 { (&two, b'2') } else { (&one, b'1') };
+            a.backend
+                .update_backend(pb::UpdateBackendRequest {
+                    backend_id: backend_id.clone(),
+                    port: Some(u32::from(target.addr.port())),
+                    ..Default::default()
+                })
+                .await?;
+            let ok = std::time::Instant::now();
+            let all = fronts.iter().map(|front| async move {
+                loop {
+                    if banner_of(*front).await? == banner {
+                        return anyhow::Ok(ok.elapsed());
+                    }
+                    anyhow::ensure!(ok.elapsed() < Duration::from_secs(10), "change {i} never reached {front}");
+                }
+            });
+            let per_node = futures::future::try_join_all(all).await?;
+            took.push(per_node.into_iter().max().unwrap_or_default());
+        }
+        took.sort();
+        let p50 = took[took.len() / 2];
+        let p99 = took[(took.len() * 99).div_ceil(100) - 1];
+        eprintln!("config propagation to all three nodes over 50 changes: p50 {p50:?}, p99 {p99:?}, max {:?}", took[took.len() - 1]);
+
+        // Two concurrent updates of the same object through two nodes, from the same
+        // revision: one wins, the other is told it lost; the winner's write is what stays.
+        let current =
+            a.lb.get_load_balancer(pb::GetLoadBalancerRequest { lb_id: lb.clone() })
+                .await?
+                .into_inner();
+        let update = |who: &str| pb::UpdateLoadBalancerRequest {
             lb_id: lb.clone(),
-            description: Some("one".into()),
-            revision: Some(stale),
+            description: Some(who.into()),
+            revision: Some(current.revision),
             ..Default::default()
-        })
-        .await?;
+        };
+        let (ra, rb) = tokio::join!(
+            a.lb.update_load_balancer(update("through a")),
+            b.lb.update_load_balancer(update("through b"))
+        );
+        let winner = match (&ra, &rb) {
+            (Ok(_), Err(e)) if e.code() == tonic::Code::Aborted => "through a",
+            (Err(e), Ok(_)) if e.code() == tonic::Code::Aborted => "through b",
+            other => panic!("expected one success and one Aborted, got {other:?}"),
+        };
+        let after =
+            nodes[2].admin()?.lb.get_load_balancer(pb::GetLoadBalancerRequest { lb_id: lb.clone() })
+                .await?
+                .into_inner();
+        assert_eq!(after.description.as_deref(), Some(winner));
+        // A write with the revision seen before the winner's is refused as well.
         let err =
-            a.lb.update_load_balancer(pb::UpdateLoadBalancerRequest {
-                lb_id: lb,
-                description: Some("two".into()),
-                revision: Some(stale),
-                ..Default::default()
-            })
-            .await
-            .expect_err("stale revision");
+            a.lb.update_load_balancer(update("stale"))
+                .await
+                .expect_err("stale revision");
         assert_eq!(err.code(), tonic::Code::Aborted);
         let status = a
             .cluster
@@ -188,6 +234,14 @@ async fn config_written_through_one_node_is_served_by_every_node() -> anyhow::Re
         Ok(())
     })
     .await
+}
+
+/// The banner byte the backend behind `addr` greets with.
+async fn banner_of(addr: SocketAddr) -> anyhow::Result<u8> {
+    let mut s = TcpStream::connect(addr).await?;
+    let mut b = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut b)).await??;
+    Ok(b[0])
 }
 
 #[tokio::test]
@@ -307,6 +361,34 @@ async fn gossip_members_see_each_other_and_a_killed_node_goes_down() -> anyhow::
         }
         let status = api.cluster.get_node_status(pb::GetNodeStatusRequest {}).await?.into_inner();
         assert_eq!(status.gossip_members, 3);
+
+        // Hostile datagrams at node 0's gossip port: each dropped and counted by reason.
+        let key_bytes = fiberlb_gossip::read_key_file(&key)?;
+        let sent = hostile_datagrams(&fiberlb_gossip::Keyring::new(key_bytes, None));
+        let before = gossip_drops(&nodes[0]).await?;
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+        for (_, d) in &sent {
+            udp.send_to(d, ("127.0.0.1", ports[0])).await?;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            let after = gossip_drops(&nodes[0]).await?;
+            if after.values().sum::<f64>() >= before.values().sum::<f64>() + sent.len() as f64 {
+                break after;
+            }
+            anyhow::ensure!(std::time::Instant::now() < deadline, "drops not counted: {before:?} -> {after:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for (reason, _) in sent.iter().filter(|(r, _)| *r != "*") {
+            let n = |m: &std::collections::HashMap<String, f64>| m.get(*reason).copied().unwrap_or(0.0);
+            assert!(n(&after) > n(&before), "no drop counted as {reason}: {after:?}");
+        }
+        eprintln!("hostile datagrams dropped by reason: {after:?}");
+        let m = alive(&mut api).await?;
+        assert!(
+            m.len() == 3 && m.iter().all(|(_, s)| *s == pb::MemberState::Alive as i32),
+            "membership disturbed: {m:?}"
+        );
         nodes[2].kill9();
         let killed_at = std::time::Instant::now();
         loop {
@@ -322,4 +404,72 @@ async fn gossip_members_see_each_other_and_a_killed_node_goes_down() -> anyhow::
         Ok(())
     })
     .await
+}
+
+/// Datagrams no member may accept, each with the drop reason it must be counted under
+/// (`*`: any): random bytes, a truncated and a tail-clipped genuine datagram, a forgery with the
+/// right key id, one sealed with another key, an authentic one with a garbage payload,
+/// an unknown envelope version and an oversized one.
+fn hostile_datagrams(cluster: &fiberlb_gossip::Keyring) -> Vec<(&'static str, Vec<u8>)> {
+    // xorshift: arbitrary bytes without a dependency, different per call site.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let nonce = |n: Vec<u8>| -> [u8; 12] { n.try_into().unwrap_or([7; 12]) };
+    let genuine = fiberlb_gossip::seal(cluster, nonce(noise(12)), &noise(64));
+    let wrong_key = fiberlb_gossip::Keyring::new([0x42; 32], None);
+    let mut forged = vec![fiberlb_gossip::WIRE_VERSION, genuine[1]];
+    forged.extend(noise(80));
+    let mut version = genuine.clone();
+    version[0] = 0xee;
+    vec![
+        ("*", noise(200)),
+        ("too_short", genuine[..10].to_vec()),
+        ("auth", genuine[..genuine.len() - 1].to_vec()),
+        ("auth", forged),
+        (
+            "unknown_key",
+            fiberlb_gossip::seal(&wrong_key, nonce(noise(12)), b"hello"),
+        ),
+        (
+            "payload",
+            fiberlb_gossip::seal(cluster, nonce(noise(12)), b"not a foca message"),
+        ),
+        ("version", version),
+        ("too_large", noise(fiberlb_gossip::MAX_DATAGRAM + 1)),
+    ]
+}
+
+/// `fiberlb_gossip_dropped_total` of a node, by reason.
+async fn gossip_drops(node: &Node) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+    let body = fiberlb_tests::http::get(node.admin_addr(), "/metrics")
+        .await?
+        .body;
+    let mut out = std::collections::HashMap::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("fiberlb_gossip_dropped_total{") else {
+            continue;
+        };
+        let reason = rest
+            .split("reason=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        let v: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *out.entry(reason).or_default() += v;
+    }
+    Ok(out)
 }

@@ -42,6 +42,8 @@ pub fn lb_by_project_prefix(org: &str, project: &str) -> String {
 pub fn vip(ip: &std::net::IpAddr) -> String {
     format!("fiberlb/vips/{ip}")
 }
+/// Prefix of every VIP key (the VIPs in use, fleet-wide).
+pub const VIP_PREFIX: &str = "fiberlb/vips/";
 
 /// `fiberlb/listeners/{id}`
 pub fn listener(id: &str) -> String {

@@ -57,6 +57,69 @@ pub enum MemberState {
     Down,
 }
 
+/// State of one BGP session (RFC 4271 §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BgpState {
+    /// Not connected (waiting to retry, or stopped).
+    #[default]
+    Idle,
+    /// Connecting out.
+    Connect,
+    /// Waiting for the peer to connect.
+    Active,
+    /// OPEN sent.
+    OpenSent,
+    /// OPEN received, waiting for its KEEPALIVE.
+    OpenConfirm,
+    /// Up: routes are exchanged.
+    Established,
+}
+
+/// One BGP neighbor of this node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BgpSessionInfo {
+    /// Peer address and port.
+    pub peer: String,
+    /// Peer ASN.
+    pub peer_asn: u32,
+    /// Session state.
+    pub state: BgpState,
+    /// Seconds since the session came up; 0 when it is not up.
+    pub uptime_seconds: u64,
+    /// Prefixes the peer has from us.
+    pub routes_announced: u32,
+    /// Prefixes the peer sent us (counted, never installed).
+    pub routes_received: u32,
+    /// Why the last connection went down, if one did.
+    pub last_error: Option<String>,
+}
+
+/// A VIP this node announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncedVip {
+    /// The address.
+    pub vip: std::net::IpAddr,
+    /// The load balancer it belongs to.
+    pub lb_id: String,
+    /// Marked with GRACEFUL_SHUTDOWN (the node is stopping; withdrawal follows).
+    pub graceful_shutdown: bool,
+}
+
+/// This node's BGP speaker as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BgpView {
+    /// Whether `[bgp] enabled` is set.
+    pub enabled: bool,
+    /// Our ASN.
+    pub local_asn: u32,
+    /// Our BGP identifier.
+    pub router_id: Option<std::net::Ipv4Addr>,
+    /// Sessions, in configuration order.
+    pub sessions: Vec<BgpSessionInfo>,
+    /// VIPs announced now, sorted by address.
+    pub announced: Vec<AnnouncedVip>,
+}
+
 /// Runtime state as seen by the API.
 pub trait RuntimeView: Send + Sync + 'static {
     /// The fleet's health verdict for a backend of `pool`.
@@ -73,6 +136,16 @@ pub trait RuntimeView: Send + Sync + 'static {
     fn active_connections(&self, _backend_id: &str) -> u64 {
         0
     }
+    /// This node's BGP sessions and announced VIPs (disabled by default).
+    fn bgp(&self) -> BgpView {
+        BgpView::default()
+    }
+    /// The anycast prefix (`[cluster] vip_pool`) a load balancer created without a VIP gets
+    /// one from; `None`: VIPs are only assigned explicitly. A node setting rather than
+    /// runtime state, read here because the API serves on the node that owns it.
+    fn vip_pool(&self) -> Option<ipnet::IpNet> {
+        None
+    }
 }
 
 /// Runtime view with no observations: backends of pools without an active check are
@@ -81,6 +154,8 @@ pub trait RuntimeView: Send + Sync + 'static {
 pub struct StaticRuntime {
     /// Returned by [`RuntimeView::node_info`].
     pub info: NodeInfo,
+    /// Returned by [`RuntimeView::vip_pool`].
+    pub vip_pool: Option<ipnet::IpNet>,
 }
 
 impl RuntimeView for StaticRuntime {
@@ -97,5 +172,9 @@ impl RuntimeView for StaticRuntime {
 
     fn node_info(&self) -> NodeInfo {
         self.info.clone()
+    }
+
+    fn vip_pool(&self) -> Option<ipnet::IpNet> {
+        self.vip_pool
     }
 }

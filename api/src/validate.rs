@@ -89,6 +89,23 @@ pub fn weight(w: u32) -> ApiResult<u32> {
     }
 }
 
+/// Largest backend `max_connections`: far above what one server takes, low enough that
+/// a typo (an extra digit or two) is caught rather than silently meaning "unlimited".
+pub const MAX_BACKEND_CONNECTIONS: u32 = 10_000_000;
+
+/// A backend connection limit as a request gives it: 0 means unlimited (`None`),
+/// otherwise 1-[`MAX_BACKEND_CONNECTIONS`].
+pub fn max_connections(v: u32) -> ApiResult<Option<u32>> {
+    match v {
+        0 => Ok(None),
+        v if v <= MAX_BACKEND_CONNECTIONS => Ok(Some(v)),
+        v => Err(ApiError::invalid(
+            "max_connections",
+            format!("{v} is outside 0-{MAX_BACKEND_CONNECTIONS} (0 = unlimited)"),
+        )),
+    }
+}
+
 /// RFC 1123 host name (labels of letters, digits and hyphens, 253 characters at most).
 pub fn is_valid_hostname(h: &str) -> bool {
     let h = h.strip_suffix('.').unwrap_or(h);
@@ -210,5 +227,17 @@ mod tests {
         assert!(weight(0).is_err());
         assert!(weight(101).is_err());
         assert!(weight(100).is_ok());
+    }
+
+    #[test]
+    fn backend_connection_limits() {
+        assert_eq!(max_connections(0).unwrap(), None, "0 = unlimited");
+        assert_eq!(max_connections(1).unwrap(), Some(1));
+        assert_eq!(
+            max_connections(MAX_BACKEND_CONNECTIONS).unwrap(),
+            Some(MAX_BACKEND_CONNECTIONS)
+        );
+        let e = max_connections(MAX_BACKEND_CONNECTIONS + 1).unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
     }
 }

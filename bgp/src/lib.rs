@@ -9,7 +9,7 @@
 //!
 //! What it does not do: it is not a router. Routes received from peers are decoded and
 //! counted but never selected or installed; no route reflection, no add-path, no
-//! graceful restart, no TCP MD5 yet.
+//! graceful restart. TCP MD5 signatures (RFC 2385) are set per peer on Linux.
 //!
 //! Layout: [`codec`] (bytes <-> messages, never panics on input), [`fsm`] (I/O-free
 //! session state machine), [`route`] (per-session diff into UPDATEs) and [`speaker`]

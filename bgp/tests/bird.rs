@@ -63,7 +63,7 @@ fn have(bin: &str) -> bool {
         .is_ok()
 }
 
-fn start_bird(dir: &Path, port: u16) -> Bird {
+fn start_bird(dir: &Path, port: u16, password: Option<&str>) -> Bird {
     let conf = dir.join("bird.conf");
     let ctl = dir.join("bird.ctl");
     std::fs::write(
@@ -80,11 +80,14 @@ protocol bgp lb {{
   neighbor 127.0.0.2 as 65001;
   multihop 2;
   passive on;
-  hold time 3;
+  hold time 3;{password}
   ipv4 {{ import where net ~ [ 10.200.0.0/16{{32,32}} ]; export none; }};
 }}
 "#,
-            log = dir.join("bird.log").display()
+            log = dir.join("bird.log").display(),
+            password = password
+                .map(|p| format!("\n  password \"{p}\";"))
+                .unwrap_or_default(),
         ),
     )
     .unwrap();
@@ -116,7 +119,7 @@ async fn bird_learns_and_forgets_our_route() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let bird = start_bird(dir.path(), port);
+    let bird = start_bird(dir.path(), port, None);
     bird.until("show status", "its status", |o| o.contains("Daemon is up"))
         .await;
 
@@ -188,4 +191,57 @@ async fn bird_learns_and_forgets_our_route() {
         !o.contains("10.200.0.10/32")
     })
     .await;
+}
+
+/// A TCP MD5 signed session (RFC 2385): BIRD with `password` accepts our signed
+/// connection and learns the route.
+#[tokio::test]
+async fn bird_session_with_tcp_md5() {
+    if !have("bird") || !have("birdc") {
+        assert!(
+            std::env::var_os("FIBERLB_REQUIRE_BIRD").is_none(),
+            "FIBERLB_REQUIRE_BIRD is set but bird/birdc are not installed"
+        );
+        eprintln!("skipping: bird2 is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let bird = start_bird(dir.path(), port, Some("s3cr3t-md5"));
+    bird.until("show status", "its status", |o| o.contains("Daemon is up"))
+        .await;
+    let mut peer = PeerConfig::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 65000);
+    peer.port = port;
+    peer.hold_time = 9;
+    peer.local_address = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    peer.password = Some("s3cr3t-md5".into());
+    let speaker = Speaker::start(SpeakerConfig {
+        asn: 65001,
+        router_id: Ipv4Addr::new(10, 0, 0, 2),
+        listen: None,
+        peers: vec![peer],
+    })
+    .await
+    .unwrap();
+    let vip: ipnet::IpNet = "10.200.0.11/32".parse().unwrap();
+    speaker.set_routes(vec![Route::host(vip)]).unwrap();
+    let up = tokio::time::timeout(
+        WAIT,
+        speaker.wait_session(0, |s| s.state == State::Established),
+    )
+    .await;
+    assert!(
+        up.is_ok(),
+        "no signed session with BIRD: ours {:?}\nBIRD: {}",
+        speaker.sessions(),
+        bird.birdc("show protocols all lb")
+    );
+    bird.until("show route", "10.200.0.11/32", |o| {
+        o.contains("10.200.0.11/32")
+    })
+    .await;
+    speaker.shutdown().await;
 }

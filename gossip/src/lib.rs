@@ -1,5 +1,6 @@
 //! FiberLB fleet gossip: SWIM membership (foca) over authenticated UDP, and the runtime
-//! state every node shares (health verdicts, circuit states, connection counts).
+//! state every node shares (probers' health verdicts, circuit states, connection counts,
+//! passive ejections).
 //!
 //! Layout: an I/O-free [`GossipCore`] (datagrams and timer events in, sealed datagrams and
 //! timer requests out) and a thin tokio driver ([`start`]) owning the socket, the clock and

@@ -12,7 +12,8 @@ pub const MAX_NODE_ID_LEN: usize = 128;
 /// One piece of runtime state a node observed about a backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Entry {
-    /// An active or passive health verdict.
+    /// The observer's latest active-check verdict, published while it is one of the
+    /// backend's probers (passive health travels as [`Entry::Ejection`]).
     Health {
         /// Backend id.
         backend_id: String,
@@ -35,6 +36,14 @@ pub enum Entry {
         /// Current count.
         count: u64,
     },
+    /// Whether the observer's passive health (failures of its own traffic) ejects the
+    /// backend. Appended last so the postcard tags of the other variants stay put.
+    Ejection {
+        /// Backend id.
+        backend_id: String,
+        /// Ejected now.
+        ejected: bool,
+    },
 }
 
 /// What an [`Entry`] replaces: one slot per kind per backend per origin.
@@ -46,6 +55,8 @@ pub enum EntryKey {
     Circuit(String),
     /// [`Entry::Connections`].
     Connections(String),
+    /// [`Entry::Ejection`].
+    Ejection(String),
 }
 
 impl Entry {
@@ -55,6 +66,7 @@ impl Entry {
             Self::Health { backend_id, .. } => EntryKey::Health(backend_id.clone()),
             Self::Circuit { backend_id, .. } => EntryKey::Circuit(backend_id.clone()),
             Self::Connections { backend_id, .. } => EntryKey::Connections(backend_id.clone()),
+            Self::Ejection { backend_id, .. } => EntryKey::Ejection(backend_id.clone()),
         }
     }
 
@@ -63,7 +75,8 @@ impl Entry {
         match self {
             Self::Health { backend_id, .. }
             | Self::Circuit { backend_id, .. }
-            | Self::Connections { backend_id, .. } => backend_id,
+            | Self::Connections { backend_id, .. }
+            | Self::Ejection { backend_id, .. } => backend_id,
         }
     }
 }
@@ -195,8 +208,17 @@ mod tests {
             },
         };
         assert!(s.merge(conns), "other kind is its own slot");
+        let ejection = StateUpdate {
+            origin: "a".into(),
+            version: 3,
+            entry: Entry::Ejection {
+                backend_id: "b1".into(),
+                ejected: true,
+            },
+        };
+        assert!(s.merge(ejection), "ejections are their own slot too");
         let snap = s.snapshot();
-        assert_eq!(snap.len(), 3);
+        assert_eq!(snap.len(), 4);
         assert!(snap.contains(&(
             "a".into(),
             Entry::Health {

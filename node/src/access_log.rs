@@ -114,7 +114,10 @@ fn open(p: &Path) -> io::Result<File> {
 
 fn writer(rx: Receiver<Msg>, out: Out) {
     let (path, mut w): (Option<PathBuf>, BufWriter<Box<dyn Write + Send>>) = match out {
-        Out::Stdout => (None, BufWriter::with_capacity(BUFFER, Box::new(io::stdout()))),
+        Out::Stdout => (
+            None,
+            BufWriter::with_capacity(BUFFER, Box::new(io::stdout())),
+        ),
         Out::File(p, f) => (Some(p), BufWriter::with_capacity(BUFFER, Box::new(f))),
     };
     let mut failed = false;

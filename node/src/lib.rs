@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod balance;
 pub mod cli;
+pub mod fleet;
 pub mod health;
 pub mod proxy;
 pub mod resolve;

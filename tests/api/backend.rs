@@ -80,6 +80,7 @@ async fn backend_lifecycle_drain_and_health() -> anyhow::Result<()> {
                 backup: Some(false),
                 address: ip("10.0.0.9"),
                 revision: Some(by_ip.revision),
+                max_connections: None,
             })
             .await?
             .into_inner();

@@ -55,7 +55,14 @@ async fn pool_lifecycle_with_health_checks() -> anyhow::Result<()> {
         let cb = created.circuit_breaker.expect("circuit breaker kept");
         assert!(cb.enabled);
         assert_eq!(cb.failure_threshold, 7);
-        assert!(cb.success_threshold > 0, "zero counts take defaults");
+        assert_eq!(
+            cb.success_threshold, 0,
+            "unset: the node's [circuit_breaker] default"
+        );
+        assert_eq!(
+            cb.min_request_volume, 10,
+            "other zero fields take the spec defaults"
+        );
         assert!(created.enabled && created.health_check.is_none() && created.backends.is_empty());
         assert_eq!(
             c.pool

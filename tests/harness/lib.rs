@@ -6,6 +6,7 @@
 //! [`client::RPC_TIMEOUT`], each admin request by [`http::HTTP_TIMEOUT`], each CLI run by
 //! [`cli::CLI_TIMEOUT`], and a whole test by [`bounded`].
 
+pub mod anycast;
 pub mod cli;
 pub mod client;
 pub mod etcd;
@@ -13,6 +14,8 @@ pub mod fixtures;
 pub mod http;
 pub mod l4;
 pub mod l7;
+pub mod lifecycle;
+pub mod netns;
 pub mod node;
 pub mod pki;
 

@@ -101,13 +101,16 @@ impl Lb {
     }
 
     async fn listener(&mut self, pool: &str) -> anyhow::Result<SocketAddr> {
+        self.listener_of(pool, pb::ListenerProtocol::Tcp).await
+    }
+
+    async fn listener_of(
+        &mut self,
+        pool: &str,
+        protocol: pb::ListenerProtocol,
+    ) -> anyhow::Result<SocketAddr> {
         let port = free_port(self.ip, false)?;
-        let mut req = fixtures::listener(
-            &self.lb,
-            &format!("l{port}"),
-            pb::ListenerProtocol::Tcp,
-            port as u32,
-        );
+        let mut req = fixtures::listener(&self.lb, &format!("l{port}"), protocol, port as u32);
         req.default_pool_id = Some(pool.to_string());
         self.api.listener.create_listener(req).await?;
         let addr = SocketAddr::new(self.ip, port);

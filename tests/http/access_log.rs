@@ -16,15 +16,18 @@ async fn writes_one_json_line_per_request_and_reopens_on_sighup() -> anyhow::Res
         let logs = tempfile::tempdir()?;
         let path = logs.path().join("access.log");
         let b = HttpBackend::start("app").await?;
-        let mut lb = start_with(&format!(
-            "[logging]\naccess_log = \"{}\"\n",
-            path.display()
-        ))
-        .await?;
+        let mut lb =
+            start_with(&format!("[logging]\naccess_log = \"{}\"\n", path.display())).await?;
         let pool = lb.pool("app", &[b.addr]).await?;
         let (_, addr) = lb.http_listener(Some(&pool)).await?;
 
-        let r = get(addr, "www.example.com", "/a%22b?q=1", &[("x-request-id", "req-1")]).await?;
+        let r = get(
+            addr,
+            "www.example.com",
+            "/a%22b?q=1",
+            &[("x-request-id", "req-1")],
+        )
+        .await?;
         assert_eq!(r.status, 200);
         eventually("the access log line", || {
             let p = path.clone();
@@ -57,7 +60,11 @@ async fn writes_one_json_line_per_request_and_reopens_on_sighup() -> anyhow::Res
             }
         })
         .await?;
-        assert_eq!(lines(&rotated)[0]["request_id"], "req-1", "the old file keeps its lines");
+        assert_eq!(
+            lines(&rotated)[0]["request_id"],
+            "req-1",
+            "the old file keeps its lines"
+        );
         Ok(())
     })
     .await

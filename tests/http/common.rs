@@ -58,6 +58,11 @@ pub async fn start_with(toml: &str) -> anyhow::Result<Lb> {
 }
 
 impl Lb {
+    /// The settings file the node was started with (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("fiberlb.toml")
+    }
+
     /// A pool with the given backends (and backend metadata); returns pool and backend ids.
     pub async fn pool_with(
         &mut self,

@@ -4,6 +4,7 @@
 mod access_log;
 mod bulk;
 mod common;
+mod forwarded;
 mod hostile;
 mod protocols;
 mod routing;

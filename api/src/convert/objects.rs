@@ -163,6 +163,7 @@ impl Backend {
             revision: self.revision,
             backup: self.backup,
             drain_deadline: self.drain_deadline,
+            max_connections: self.max_connections,
             // Runtime facts: filled in by the service from the answering node.
             active_connections: 0,
             drained: false,

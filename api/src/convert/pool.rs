@@ -322,7 +322,10 @@ pub fn persistence_to_proto(s: &SessionPersistence) -> pb::SessionPersistence {
     }
 }
 
-/// Validates a circuit breaker; zero counts take the spec defaults.
+/// Validates a circuit breaker. A zero `failure_threshold`, `success_threshold` or
+/// `timeout_seconds` is kept: it means "the node's `[circuit_breaker]` default", resolved
+/// by each node (and again when a reload changes the defaults). Other zero fields take
+/// the spec defaults.
 pub fn circuit_breaker_from_proto(c: &pb::CircuitBreakerConfig) -> ApiResult<CircuitBreakerConfig> {
     let d = CircuitBreakerConfig::default();
     let or = |v: u32, dv: u32| if v == 0 { dv } else { v };
@@ -345,9 +348,9 @@ pub fn circuit_breaker_from_proto(c: &pb::CircuitBreakerConfig) -> ApiResult<Cir
     }
     Ok(CircuitBreakerConfig {
         enabled: c.enabled,
-        failure_threshold: or(c.failure_threshold, d.failure_threshold),
-        success_threshold: or(c.success_threshold, d.success_threshold),
-        timeout_seconds: or(c.timeout_seconds, d.timeout_seconds),
+        failure_threshold: c.failure_threshold,
+        success_threshold: c.success_threshold,
+        timeout_seconds: c.timeout_seconds,
         failure_rate_threshold: if c.failure_rate_threshold == 0.0 {
             d.failure_rate_threshold
         } else {

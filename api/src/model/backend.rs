@@ -66,6 +66,11 @@ pub struct Backend {
     pub enabled: bool,
     /// Serves only when no primary backend of the pool is healthy.
     pub backup: bool,
+    /// Most connections (L4) or in-flight requests (L7) the fleet may hold to it at once
+    /// (this node's own count plus the gossiped counts of the others); `None` = unlimited.
+    /// Absent in values written before the field existed, hence the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
     /// Operator metadata.
     pub metadata: BTreeMap<String, String>,
     /// While draining: when remaining connections are closed (Unix ms).
@@ -115,4 +120,62 @@ pub enum CircuitState {
     HalfOpen,
     /// Failing fast.
     Open,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(max_connections: Option<u32>) -> Backend {
+        Backend {
+            id: "b".into(),
+            pool_id: "p".into(),
+            lb_id: "l".into(),
+            scope: Scope {
+                org_id: "o".into(),
+                project_id: None,
+            },
+            name: "b".into(),
+            address: BackendAddress::Ip([10, 0, 0, 1].into()),
+            port: 80,
+            weight: 1,
+            status: BackendStatus::Active,
+            enabled: true,
+            backup: false,
+            max_connections,
+            metadata: BTreeMap::new(),
+            drain_deadline: None,
+            remove_after_drain: false,
+            created_at: 1,
+            updated_at: 2,
+            revision: 0,
+        }
+    }
+
+    #[test]
+    fn max_connections_round_trips_through_the_stored_value() {
+        for m in [None, Some(1), Some(250)] {
+            let b = backend(m);
+            let json = serde_json::to_string(&b).unwrap();
+            let back: Backend = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, b);
+            assert_eq!(json.contains("max_connections"), m.is_some(), "{json}");
+        }
+    }
+
+    #[test]
+    fn max_connections_reaches_the_proto() {
+        for m in [None, Some(9)] {
+            let pb = backend(m).to_proto(&HealthStatus::default());
+            assert_eq!(pb.max_connections, m);
+        }
+    }
+
+    #[test]
+    fn values_stored_before_the_field_existed_are_unlimited() {
+        let mut v = serde_json::to_value(backend(Some(3))).unwrap();
+        v.as_object_mut().unwrap().remove("max_connections");
+        let b: Backend = serde_json::from_value(v).unwrap();
+        assert_eq!(b.max_connections, None);
+    }
 }

@@ -66,6 +66,7 @@ impl Api {
         let address = backend_address_from_proto(r.address.as_ref())?;
         let port = validate::port("port", r.port)?;
         let weight = validate::weight(r.weight.unwrap_or(1))?;
+        let max_connections = validate::max_connections(r.max_connections.unwrap_or(0))?;
         let metadata = validate::labels("metadata", &r.metadata)?;
         for _ in 0..MAX_ATTEMPTS {
             let pool = self.pool_for(p, &r.pool_id, "fiberlb:backends:add").await?;
@@ -82,6 +83,7 @@ impl Api {
                 status: BackendStatus::Active,
                 enabled: true,
                 backup: r.backup.unwrap_or(false),
+                max_connections,
                 metadata: metadata.clone(),
                 drain_deadline: None,
                 remove_after_drain: false,
@@ -296,6 +298,10 @@ impl pb::backend_service_server::BackendService for Api {
             }
             let port = r.port.map(|v| validate::port("port", v)).transpose()?;
             let weight = r.weight.map(validate::weight).transpose()?;
+            let max_connections = r
+                .max_connections
+                .map(validate::max_connections)
+                .transpose()?;
             let address = r
                 .address
                 .as_ref()
@@ -322,6 +328,9 @@ impl pb::backend_service_server::BackendService for Api {
                         }
                         if let Some(x) = r.backup {
                             b.backup = x;
+                        }
+                        if let Some(m) = max_connections {
+                            b.max_connections = m;
                         }
                         if let Some(a) = &address {
                             b.address = a.clone();
@@ -458,3 +467,7 @@ impl pb::backend_service_server::BackendService for Api {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "backend_tests.rs"]
+mod tests;

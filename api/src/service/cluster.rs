@@ -1,10 +1,13 @@
-//! `ClusterService`: this node's status (members and BGP sessions come with the fleet).
+//! `ClusterService`: this node's status, its view of the fleet's members and its BGP
+//! sessions.
 
 use fiberlb_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::{reply, Api};
 use crate::model::now_ms;
+
+mod bgp;
 
 #[tonic::async_trait]
 impl pb::cluster_service_server::ClusterService for Api {
@@ -58,5 +61,16 @@ impl pb::cluster_service_server::ClusterService for Api {
                 .collect();
             pb::ListMembersResponse { members }
         }))
+    }
+
+    async fn list_bgp_sessions(
+        &self,
+        req: Request<pb::ListBgpSessionsRequest>,
+    ) -> Result<Response<pb::ListBgpSessionsResponse>, Status> {
+        let p = self.principal(&req).await?;
+        reply(
+            p.require("fiberlb:cluster:get")
+                .map(|()| bgp::to_proto(self.runtime.bgp())),
+        )
     }
 }

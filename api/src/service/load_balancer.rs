@@ -15,6 +15,8 @@ use crate::repo::{check_revision, contended, not_found, MAX_ATTEMPTS};
 use crate::store::{Compare, Txn};
 use crate::validate;
 
+mod vip;
+
 fn parse_vip(v: &str) -> ApiResult<Option<std::net::IpAddr>> {
     if v.is_empty() {
         return Ok(None);
@@ -124,8 +126,11 @@ impl Api {
         };
         for _ in 0..MAX_ATTEMPTS {
             self.check_lb_name_free(&lb.scope, &lb.name).await?;
-            if let Some(v) = &lb.vip {
-                self.check_vip_free(v, None).await?;
+            match &vip {
+                Some(v) => self.check_vip_free(v, None).await?,
+                // No VIP asked for: the lowest free one of the pool (if configured). Two
+                // nodes picking the same one race on its index key; the loser retries.
+                None => lb.vip = self.allocate_vip().await?,
             }
             if let Some(rev) = self
                 .repo

@@ -19,6 +19,39 @@ pub struct ServeOpts {
     pub threads: usize,
 }
 
+/// What a client does on each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// Send one byte, read it back (the `serve` echo backend, or any L4 proxy to it).
+    Echo,
+    /// One HTTP/1.1 `GET`; a 2xx response with its whole body counts.
+    Http,
+    /// A full TLS handshake (no session resumption), then the HTTP/1.1 `GET`.
+    Https,
+}
+
+impl Proto {
+    fn parse(v: &str) -> Result<Self, String> {
+        match v {
+            "echo" => Ok(Proto::Echo),
+            "http" => Ok(Proto::Http),
+            "https" => Ok(Proto::Https),
+            other => Err(format!(
+                "--proto: expected echo, http or https, got {other:?}"
+            )),
+        }
+    }
+}
+
+/// What HTTP clients ask for.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    /// Request path.
+    pub path: String,
+    /// `Host` header, and the TLS server name (SNI) when it is a DNS name.
+    pub host: String,
+}
+
 /// `rate`: connect/echo/close loop.
 #[derive(Debug)]
 pub struct RateOpts {
@@ -30,6 +63,8 @@ pub struct RateOpts {
     pub rate: Option<f64>,
     pub threads: usize,
     pub sources: u32,
+    pub proto: Proto,
+    pub http: HttpTarget,
 }
 
 /// `hold`: open connections and keep them idle.
@@ -41,6 +76,9 @@ pub struct HoldOpts {
     pub threads: usize,
     pub sources: u32,
     pub hold: Duration,
+    /// `Echo` or `Http` (a held connection is a plain TCP one).
+    pub proto: Proto,
+    pub http: HttpTarget,
 }
 
 struct Flags(HashMap<String, String>);
@@ -89,6 +127,29 @@ impl Flags {
         v.parse()
             .map_err(|_| format!("--{name}: not an IP:port: {v:?}"))
     }
+
+    fn proto(&self) -> Result<Proto, String> {
+        self.0
+            .get("proto")
+            .map_or(Ok(Proto::Echo), |v| Proto::parse(v))
+    }
+
+    /// `--path` (default `/`) and `--host` (default the target address).
+    fn http(&self, addr: SocketAddr) -> Result<HttpTarget, String> {
+        let path = self.0.get("path").cloned().unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(format!("--path: not an absolute path: {path:?}"));
+        }
+        let host = self
+            .0
+            .get("host")
+            .cloned()
+            .unwrap_or_else(|| addr.to_string());
+        if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(format!("--host: not a host name: {host:?}"));
+        }
+        Ok(HttpTarget { path, host })
+    }
 }
 
 fn at_least_one(name: &str, v: usize) -> Result<usize, String> {
@@ -129,20 +190,26 @@ pub fn parse(argv: &[String]) -> Result<Command, String> {
                     "rate",
                     "threads",
                     "sources",
+                    "proto",
+                    "path",
+                    "host",
                 ],
             )?;
+            let addr = f.addr("addr")?;
             let rate = match f.num("rate", 0.0f64)? {
                 r if r > 0.0 => Some(r),
                 _ => None,
             };
             Ok(Command::Rate(RateOpts {
-                addr: f.addr("addr")?,
+                addr,
                 concurrency: at_least_one("concurrency", f.num("concurrency", 64)?)?,
                 duration: f.secs("duration", 5.0)?,
                 warmup: f.secs("warmup", 0.5)?,
                 rate,
                 threads: at_least_one("threads", f.num("threads", 1)?)?,
                 sources: f.num("sources", 0)?,
+                proto: f.proto()?,
+                http: f.http(addr)?,
             }))
         }
         "hold" => {
@@ -155,15 +222,25 @@ pub fn parse(argv: &[String]) -> Result<Command, String> {
                     "threads",
                     "sources",
                     "hold-secs",
+                    "proto",
+                    "path",
+                    "host",
                 ],
             )?;
+            let addr = f.addr("addr")?;
+            let proto = f.proto()?;
+            if proto == Proto::Https {
+                return Err("hold: --proto https is not supported (echo or http)".into());
+            }
             Ok(Command::Hold(HoldOpts {
-                addr: f.addr("addr")?,
+                addr,
                 count: at_least_one("count", f.num("count", 0)?)?,
                 concurrency: at_least_one("concurrency", f.num("concurrency", 256)?)?,
                 threads: at_least_one("threads", f.num("threads", 1)?)?,
                 sources: f.num("sources", 0)?,
                 hold: f.secs("hold-secs", 600.0)?,
+                proto,
+                http: f.http(addr)?,
             }))
         }
         other => Err(format!("unknown mode {other:?}")),
@@ -195,6 +272,24 @@ mod tests {
             panic!()
         };
         assert_eq!(h.count, 10);
+        assert_eq!(h.proto, Proto::Echo);
+        let Command::Rate(r) = parse(&argv(
+            "rate --addr 127.0.0.1:80 --proto https --host bench.local",
+        ))
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.proto, Proto::Https);
+        assert_eq!(
+            (r.http.path.as_str(), r.http.host.as_str()),
+            ("/", "bench.local")
+        );
+        let Command::Hold(h) =
+            parse(&argv("hold --addr 127.0.0.1:80 --count 1 --proto http")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(h.http.host, "127.0.0.1:80");
     }
 
     #[test]
@@ -205,5 +300,8 @@ mod tests {
         assert!(parse(&argv("hold --addr 127.0.0.1:1 --count 0")).is_err());
         assert!(parse(&argv("rate --addr 127.0.0.1:1 --duration -1")).is_err());
         assert!(parse(&argv("fly")).is_err());
+        assert!(parse(&argv("rate --addr 127.0.0.1:1 --proto gopher")).is_err());
+        assert!(parse(&argv("rate --addr 127.0.0.1:1 --path x")).is_err());
+        assert!(parse(&argv("hold --addr 127.0.0.1:1 --count 1 --proto https")).is_err());
     }
 }

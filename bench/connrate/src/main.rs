@@ -10,17 +10,23 @@
 //!   byte → close, for `T` seconds (optionally paced to `N` connections/s in total). The
 //!   echo proves that the proxy really reached a backend: a bare connect only measures
 //!   the proxy's kernel accept queue. Prints the successful connections per second.
-//! - `hold`: opens `K` connections, one echo round trip each, prints `held K`, and keeps
-//!   them open and idle until killed (or `--hold-secs` elapse).
+//!   `--proto http` makes the exchange an HTTP/1.1 `GET` with `Connection: close` (2xx
+//!   required); `--proto https` does a full TLS handshake first, never a resumed one
+//!   (see `tls`), which is what `bench/run-http.sh` measures handshakes per second with.
+//! - `hold`: opens `K` connections, one echo round trip each (or one keep-alive HTTP
+//!   request with `--proto http`), prints `held K`, and keeps them open and idle until
+//!   killed (or `--hold-secs` elapse).
 //!
-//! It does not measure latency percentiles, speak any protocol beyond the echo, or
-//! retry: every failure is counted and reported.
+//! It does not measure latency percentiles or retry: every failure is counted and
+//! reported. Keep-alive HTTP load is wrk's and h2load's job.
 
 mod args;
 mod hold;
+mod http;
 mod rate;
 mod serve;
 mod sock;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -30,8 +36,10 @@ usage:
   connrate rate  --addr ADDR [--concurrency C=64] [--duration SECS=5] [--warmup SECS=0.5]
                  [--rate N (total connections/s, default unlimited)] [--threads N=1]
                  [--sources S=0 (spread over S source IPs 127.1.x.y)]
+                 [--proto echo|http|https] [--path /] [--host HOST (default ADDR; SNI too)]
   connrate hold  --addr ADDR --count K [--concurrency C=256] [--threads N=1]
-                 [--sources S=0] [--hold-secs SECS=600]";
+                 [--sources S=0] [--hold-secs SECS=600]
+                 [--proto echo|http] [--path /] [--host HOST]";
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();

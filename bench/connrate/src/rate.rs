@@ -1,18 +1,57 @@
-//! New connections per second: workers loop connect → 1-byte echo → close.
+//! New connections per second: workers loop connect → one exchange → close. The exchange
+//! is a 1-byte echo, an HTTP/1.1 `GET` with `Connection: close`, or a full TLS handshake
+//! followed by that `GET` (`--proto`).
 
 use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::args::RateOpts;
-use crate::sock;
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
+
+use crate::args::{Proto, RateOpts};
+use crate::{http, sock, tls};
+
+/// What each connection does, prepared once.
+#[derive(Clone)]
+enum Exchange {
+    Echo,
+    Http(Arc<[u8]>),
+    Https(Arc<[u8]>, TlsConnector, ServerName<'static>),
+}
+
+impl Exchange {
+    fn new(o: &RateOpts) -> io::Result<Self> {
+        let req: Arc<[u8]> = http::request(&o.http, true).into();
+        Ok(match o.proto {
+            Proto::Echo => Exchange::Echo,
+            Proto::Http => Exchange::Http(req),
+            Proto::Https => {
+                Exchange::Https(req, tls::connector()?, tls::server_name(&o.http.host)?)
+            }
+        })
+    }
+
+    /// One connection; `Ok(true)` when a TLS handshake was resumed.
+    async fn once(&self, addr: SocketAddr, src: Option<IpAddr>) -> io::Result<bool> {
+        match self {
+            Exchange::Echo => sock::echo_round_trip(addr, src).await.map(|_| false),
+            Exchange::Http(req) => http::close_get(addr, src, req).await.map(|()| false),
+            Exchange::Https(req, connector, name) => {
+                tls::handshake_get(addr, src, connector, name.clone(), req).await
+            }
+        }
+    }
+}
 
 /// Counters shared by the workers.
 #[derive(Default)]
 struct Counters {
     ok: AtomicU64,
     failed: AtomicU64,
+    resumed: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
 
@@ -27,16 +66,20 @@ pub struct Report {
     /// Successes over the whole run, warm-up and wind-down included: the divisor for
     /// the CPU time a proxy spent during the run.
     pub total_ok: u64,
+    /// TLS handshakes over the whole run that the server resumed (expected: none).
+    pub resumed: u64,
 }
 
-/// Runs the loop and prints `connects_per_sec=… ok=… failed=… elapsed=… total_ok=…`.
+/// Runs the loop and prints `connects_per_sec=… ok=… failed=… elapsed=… total_ok=…`
+/// (and `resumed=…` with `--proto https`).
 pub fn run(o: &RateOpts) -> io::Result<()> {
-    let (report, first_error) = crate::runtime(o.threads)?.block_on(measure(o));
+    let exchange = Exchange::new(o)?;
+    let (report, first_error) = crate::runtime(o.threads)?.block_on(measure(o, exchange));
     if let Some(e) = first_error {
         eprintln!("connrate rate: first failure: {e}");
     }
     let mut out = io::stdout().lock();
-    writeln!(
+    write!(
         out,
         "connects_per_sec={:.0} ok={} failed={} elapsed={:.3} total_ok={}",
         report.per_sec,
@@ -45,6 +88,10 @@ pub fn run(o: &RateOpts) -> io::Result<()> {
         report.elapsed.as_secs_f64(),
         report.total_ok
     )?;
+    if o.proto == Proto::Https {
+        write!(out, " resumed={}", report.resumed)?;
+    }
+    writeln!(out)?;
     out.flush()?;
     if report.ok == 0 {
         return Err(io::Error::other("no connection succeeded"));
@@ -53,7 +100,7 @@ pub fn run(o: &RateOpts) -> io::Result<()> {
 }
 
 /// Warms up for `o.warmup`, then counts completions over `o.duration`.
-pub async fn measure(o: &RateOpts) -> (Report, Option<String>) {
+async fn measure(o: &RateOpts, exchange: Exchange) -> (Report, Option<String>) {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     // Each worker gets an equal share of the total rate, as a fixed period between starts.
@@ -62,7 +109,7 @@ pub async fn measure(o: &RateOpts) -> (Report, Option<String>) {
         .map(|r| Duration::from_secs_f64(o.concurrency as f64 / r));
     let mut workers = Vec::with_capacity(o.concurrency);
     for i in 0..o.concurrency {
-        let (counters, stop) = (counters.clone(), stop.clone());
+        let (counters, stop, exchange) = (counters.clone(), stop.clone(), exchange.clone());
         let (addr, src) = (o.addr, sock::source(i, o.sources, o.addr));
         workers.push(tokio::spawn(async move {
             let mut tick = period.map(|p| {
@@ -74,10 +121,12 @@ pub async fn measure(o: &RateOpts) -> (Report, Option<String>) {
                 if let Some(t) = tick.as_mut() {
                     t.tick().await;
                 }
-                match sock::echo_round_trip(addr, src).await {
-                    Ok(s) => {
-                        drop(s);
+                match exchange.once(addr, src).await {
+                    Ok(resumed) => {
                         counters.ok.fetch_add(1, Ordering::Relaxed);
+                        if resumed {
+                            counters.resumed.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     Err(e) => {
                         counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -115,6 +164,7 @@ pub async fn measure(o: &RateOpts) -> (Report, Option<String>) {
         failed: failed1 - failed0,
         elapsed,
         total_ok: counters.ok.load(Ordering::Relaxed),
+        resumed: counters.resumed.load(Ordering::Relaxed),
     };
     let first = counters
         .first_error
@@ -127,6 +177,58 @@ pub async fn measure(o: &RateOpts) -> (Report, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::HttpTarget;
+
+    fn target() -> HttpTarget {
+        HttpTarget {
+            path: "/".into(),
+            host: "bench.local".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_http_requests_with_connection_close() {
+        let addr = http::testserver::spawn(200, "length").await;
+        let o = RateOpts {
+            addr,
+            concurrency: 4,
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(50),
+            rate: None,
+            threads: 1,
+            sources: 4,
+            proto: Proto::Http,
+            http: target(),
+        };
+        let ex = Exchange::new(&o).unwrap();
+        let (r, first) = tokio::time::timeout(Duration::from_secs(20), measure(&o, ex))
+            .await
+            .unwrap();
+        assert!(r.ok > 0, "{r:?} {first:?}");
+        assert_eq!((r.failed, r.resumed), (0, 0), "{first:?}");
+    }
+
+    #[tokio::test]
+    async fn every_https_handshake_is_a_full_one() {
+        let addr = tls::testserver::spawn().await;
+        let o = RateOpts {
+            addr,
+            concurrency: 2,
+            duration: Duration::from_millis(400),
+            warmup: Duration::from_millis(50),
+            rate: None,
+            threads: 1,
+            sources: 0,
+            proto: Proto::Https,
+            http: target(),
+        };
+        let ex = Exchange::new(&o).unwrap();
+        let (r, first) = tokio::time::timeout(Duration::from_secs(20), measure(&o, ex))
+            .await
+            .unwrap();
+        assert!(r.ok > 1, "{r:?} {first:?}");
+        assert_eq!((r.failed, r.resumed), (0, 0), "{first:?}");
+    }
 
     #[tokio::test]
     async fn counts_round_trips_through_an_echo_server() {
@@ -141,8 +243,10 @@ mod tests {
             rate: None,
             threads: 1,
             sources: 8,
+            proto: Proto::Echo,
+            http: target(),
         };
-        let (r, first) = tokio::time::timeout(Duration::from_secs(20), measure(&o))
+        let (r, first) = tokio::time::timeout(Duration::from_secs(20), measure(&o, Exchange::Echo))
             .await
             .unwrap();
         assert!(r.ok > 0, "{r:?} {first:?}");
@@ -163,8 +267,10 @@ mod tests {
             rate: Some(100.0),
             threads: 1,
             sources: 0,
+            proto: Proto::Echo,
+            http: target(),
         };
-        let (r, _) = tokio::time::timeout(Duration::from_secs(20), measure(&o))
+        let (r, _) = tokio::time::timeout(Duration::from_secs(20), measure(&o, Exchange::Echo))
             .await
             .unwrap();
         assert!(r.per_sec <= 130.0, "{r:?}");
@@ -183,8 +289,10 @@ mod tests {
             rate: None,
             threads: 1,
             sources: 0,
+            proto: Proto::Echo,
+            http: target(),
         };
-        let (r, first) = tokio::time::timeout(Duration::from_secs(20), measure(&o))
+        let (r, first) = tokio::time::timeout(Duration::from_secs(20), measure(&o, Exchange::Echo))
             .await
             .unwrap();
         assert_eq!(r.ok, 0);

@@ -2,6 +2,7 @@
 //! I/O-free [`Session`](crate::fsm::Session); an optional listener hands incoming
 //! connections to passive peers.
 
+mod md5;
 mod peer;
 
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ pub struct PeerConfig {
     pub passive: bool,
     /// Source address for outgoing connections.
     pub local_address: Option<IpAddr>,
+    /// TCP MD5 signature key (RFC 2385), 1-80 bytes; `None`: unsigned.
+    pub password: Option<String>,
 }
 
 impl PeerConfig {
@@ -62,6 +65,7 @@ impl PeerConfig {
             hold_time: 90,
             passive: false,
             local_address: None,
+            password: None,
         }
     }
 }
@@ -127,6 +131,12 @@ impl Speaker {
             Some(addr) => {
                 let l = TcpListener::bind(addr).await?;
                 let bound = l.local_addr()?;
+                // Passive peers with a password: the SYN must already be signed.
+                for pc in config.peers.iter().filter(|p| p.passive) {
+                    if let Some(key) = &pc.password {
+                        md5::set_key(&l, bound, pc.address, key.as_bytes())?;
+                    }
+                }
                 (Some(tokio::spawn(accept_loop(l, incoming))), Some(bound))
             }
             None => (None, None),
@@ -277,6 +287,15 @@ fn validate(c: &SpeakerConfig) -> Result<(), BgpError> {
         if p.passive && c.listen.is_none() {
             return Err(BgpError::Config(format!(
                 "peer {} is passive but no listen address is set",
+                p.address
+            )));
+        }
+        if p.password
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > md5::MAX_KEY_LEN)
+        {
+            return Err(BgpError::Config(format!(
+                "peer {}: a TCP MD5 password has 1..=80 bytes",
                 p.address
             )));
         }

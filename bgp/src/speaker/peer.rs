@@ -256,6 +256,7 @@ impl PeerTask {
     fn connect(&self) -> Connecting {
         let peer = self.peer;
         let local = self.cfg.local_address;
+        let password = self.cfg.password.clone();
         Box::pin(async move {
             let socket = if peer.is_ipv4() {
                 TcpSocket::new_v4()?
@@ -264,6 +265,11 @@ impl PeerTask {
             };
             if let Some(ip) = local {
                 socket.bind(SocketAddr::new(ip, 0))?;
+            }
+            if let Some(key) = &password {
+                // Only the family matters here; the socket is not bound yet.
+                let family = SocketAddr::new(peer.ip(), 0);
+                super::md5::set_key(&socket, family, peer.ip(), key.as_bytes())?;
             }
             socket.connect(peer).await
         })

@@ -56,6 +56,32 @@ impl BackendStats {
             .saturating_add(self.fleet_active.load(Ordering::Relaxed))
     }
 
+    /// Whether one more connection fits under `limit` (`None` = no limit), counting this
+    /// node's connections and the fleet's gossiped ones.
+    pub fn has_room(&self, limit: Option<u32>) -> bool {
+        limit.is_none_or(|max| self.total_active() < u64::from(max))
+    }
+
+    /// Counts one new connection on this node if it fits under `limit` (`None` = always).
+    ///
+    /// The check and the increment are one compare-and-swap on this node's count, so
+    /// connections racing on this node can never overshoot the limit together; the other
+    /// members' share is as fresh as their last gossip (bounded staleness), so the fleet
+    /// as a whole may briefly overshoot by what it accepted within one gossip interval.
+    /// On success the caller owns one unit of `active` and must release it.
+    pub fn try_acquire(&self, limit: Option<u32>) -> bool {
+        let Some(max) = limit else {
+            self.active.fetch_add(1, Ordering::Relaxed);
+            return true;
+        };
+        let fleet = self.fleet_active.load(Ordering::Relaxed);
+        self.active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |a| {
+                (a.saturating_add(fleet) < u64::from(max)).then_some(a + 1)
+            })
+            .is_ok()
+    }
+
     /// Folds one latency sample into the EWMA (weight 1/8 for the new sample).
     pub fn observe_latency(&self, d: Duration) {
         let sample = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);

@@ -181,3 +181,57 @@ fn build_names_match() {
         assert!(!algorithm_name(a).is_empty());
     }
 }
+
+#[test]
+fn room_counts_this_node_and_the_fleet() {
+    let s = BackendStats::default();
+    assert!(s.has_room(None), "no limit");
+    assert!(s.has_room(Some(3)));
+    s.active.store(2, Ordering::Relaxed);
+    assert!(s.has_room(Some(3)));
+    s.fleet_active.store(1, Ordering::Relaxed);
+    assert!(!s.has_room(Some(3)), "2 here + 1 elsewhere = full");
+    assert!(s.has_room(None));
+    s.fleet_active.store(0, Ordering::Relaxed);
+    s.active.store(3, Ordering::Relaxed);
+    assert!(!s.has_room(Some(3)), "full on this node alone");
+}
+
+#[test]
+fn acquire_stops_at_the_limit_and_counts_only_when_it_succeeds() {
+    let s = BackendStats::default();
+    s.fleet_active.store(1, Ordering::Relaxed);
+    assert!(s.try_acquire(Some(3)));
+    assert!(s.try_acquire(Some(3)));
+    assert!(!s.try_acquire(Some(3)), "2 here + 1 elsewhere");
+    assert_eq!(
+        s.active.load(Ordering::Relaxed),
+        2,
+        "a refusal does not count"
+    );
+    assert!(s.try_acquire(None), "unlimited always counts");
+    assert_eq!(s.active.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn racing_acquires_never_overshoot_on_one_node() {
+    let s = Arc::new(BackendStats::default());
+    let won = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, won) = (s.clone(), won.clone());
+            std::thread::spawn(move || {
+                for _ in 0..1000 {
+                    if s.try_acquire(Some(50)) {
+                        won.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(won.load(Ordering::Relaxed), 50);
+    assert_eq!(s.active.load(Ordering::Relaxed), 50);
+}

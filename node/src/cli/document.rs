@@ -241,6 +241,9 @@ pub struct BackendDoc {
     /// Serves only when no primary backend is healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<bool>,
+    /// Most connections (in-flight requests for HTTP) the fleet may hold to it; 0 = no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
     /// Whether it receives traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,

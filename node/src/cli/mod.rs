@@ -131,10 +131,17 @@ struct CheckConfigArgs {
 /// Entry point of the `fiberlb` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(args) = &cli.command {
+        // `[proxy] worker_threads` sizes the runtime, so it is read before the runtime
+        // exists; an invalid configuration is reported by `serve` itself just after.
+        if let Ok(s) = crate::settings::load(args) {
+            if s.proxy.worker_threads > 0 {
+                builder.worker_threads(s.proxy.worker_threads);
+            }
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

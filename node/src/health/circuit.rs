@@ -9,6 +9,12 @@
 //! `min_request_volume` calls (capped at [`MAX_WINDOW`]) since the circuit last closed. The
 //! rate rules apply only once the window is full, so a handful of early failures never
 //! trips the rate rule; the consecutive-failure rule covers that case.
+//!
+//! In a fleet each node's breaker still decides alone, on the outcomes of its own traffic:
+//! a breaker opened elsewhere does not open this one (that node may have a local problem,
+//! and half-open probing only works on traffic the breaker itself sees). States are
+//! gossiped for observability: `fiberlb_circuit_breaker_open_members` counts the members
+//! whose breaker for a backend is open or half-open (see `crate::fleet`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -16,6 +22,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use fiberlb_api::model::{CircuitBreakerConfig, CircuitState};
+
+use crate::settings::CircuitBreakerSettings;
 
 #[cfg(test)]
 mod tests;
@@ -45,13 +53,27 @@ pub struct CircuitConfig {
 }
 
 impl CircuitConfig {
-    /// The rules of an enabled breaker; `None` when the pool has none or it is disabled.
-    pub fn from_model(c: Option<&CircuitBreakerConfig>) -> Option<Self> {
+    /// The rules of an enabled breaker; `None` when the pool has none or it is disabled:
+    /// spec §3.7 makes a breaker opt-in per pool, so the node defaults never switch one on.
+    /// A 0 in one of the three fields the node has defaults for (`failure_threshold`,
+    /// `success_threshold`, `timeout_seconds`) means unset and takes the `[circuit_breaker]`
+    /// default `d`, as a 0 in a health check takes the `[health_check]` default; other
+    /// zeros are clamped to 1 (rates: 0 turns the rule off).
+    pub fn from_model(
+        c: Option<&CircuitBreakerConfig>,
+        d: &CircuitBreakerSettings,
+    ) -> Option<Self> {
         let c = c.filter(|c| c.enabled)?;
+        let or = |v: u32, default: u32| if v == 0 { default } else { v }.max(1);
+        let open_for = if c.timeout_seconds == 0 {
+            d.default_timeout_seconds
+        } else {
+            u64::from(c.timeout_seconds)
+        };
         Some(Self {
-            failure_threshold: c.failure_threshold.max(1),
-            success_threshold: c.success_threshold.max(1),
-            open_for: Duration::from_secs(u64::from(c.timeout_seconds.max(1))),
+            failure_threshold: or(c.failure_threshold, d.default_failure_threshold),
+            success_threshold: or(c.success_threshold, d.default_success_threshold),
+            open_for: Duration::from_secs(open_for.max(1)),
             failure_rate_threshold: sane_rate(c.failure_rate_threshold),
             min_request_volume: c.min_request_volume.max(1),
             slow_call_threshold: Duration::from_millis(u64::from(c.slow_call_threshold_ms.max(1))),

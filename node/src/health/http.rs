@@ -26,6 +26,8 @@ pub(super) struct HttpProbe<'a> {
     /// Host header (and SNI); `None` = `default_host`.
     pub host_header: Option<&'a str>,
     pub headers: &'a BTreeMap<String, String>,
+    /// User-Agent (names the probing node in a fleet); the check's headers may override it.
+    pub user_agent: &'a HeaderValue,
 }
 
 /// Runs the check against `addr`; `tls` = HTTPS with that client configuration.
@@ -82,10 +84,7 @@ fn request(p: HttpProbe<'_>, host: &str) -> Result<Request<Empty<Bytes>>, CheckE
         .map_err(|e| CheckError::Config(format!("path {path:?}: {e}")))?;
     let h = req.headers_mut();
     h.insert(HOST, value(host)?);
-    h.insert(
-        USER_AGENT,
-        HeaderValue::from_static(concat!("fiberlb-health-check/", env!("CARGO_PKG_VERSION"))),
-    );
+    h.insert(USER_AGENT, p.user_agent.clone());
     h.insert(CONNECTION, HeaderValue::from_static("close"));
     for (k, v) in p.headers {
         let name = HeaderName::from_bytes(k.as_bytes())
@@ -154,18 +153,21 @@ mod tests {
     #[test]
     fn requests_carry_host_agent_close_and_extra_headers() {
         let headers = BTreeMap::from([("x-probe".to_string(), "1".to_string())]);
+        let agent = HeaderValue::from_static("fiberlb-health-check/0 (node-a)");
         let p = HttpProbe {
             method: HttpMethod::Head,
             path: "",
             expected_codes: &[],
             host_header: None,
             headers: &headers,
+            user_agent: &agent,
         };
         let r = request(p, "svc:8080").expect("valid");
         assert_eq!(r.method(), Method::HEAD);
         assert_eq!(r.uri(), "/");
         assert_eq!(r.headers()[HOST], "svc:8080");
         assert_eq!(r.headers()[CONNECTION], "close");
+        assert_eq!(r.headers()[USER_AGENT], "fiberlb-health-check/0 (node-a)");
         assert_eq!(r.headers()["x-probe"], "1");
         let bad = BTreeMap::from([("bad header".to_string(), "1".to_string())]);
         let p = HttpProbe { headers: &bad, ..p };

@@ -7,14 +7,17 @@
 //!   configuration snapshot: adding or removing a backend or pool touches only its loops.
 //! - **Passive health** ([`passive`]): failures of real traffic (connect errors, resets,
 //!   timeouts, later 5xx) eject a backend for a back-off that doubles on repeat ejections.
-//! - **Circuit breakers** ([`circuit`]): per backend, as spec §3.7/§6.3; see
+//! - **Circuit breakers** ([`circuit`]): per backend of a pool that enables one, as spec
+//!   §3.7/§6.3 (fields left at 0 take the `[circuit_breaker]` defaults); see
 //!   `circuit/LIFECYCLE.md`.
 //!
 //! Everything observed lands in the backend's [`BackendState`](crate::state::BackendState),
 //! which the data plane reads without locks (`PoolPlan::eligible`) and the API reads for
 //! `GetBackendHealth`, `ListBackendHealth` and `GetPoolStatus`.
 //!
-//! Not here: gossip of verdicts between nodes and probe sharding (the fleet layer).
+//! In a fleet the checker probes only the backends the [`crate::fleet::ProbeShard`] assigns
+//! to this node; the fleet layer gossips its verdicts and merges the other probers' into
+//! each backend's routing verdict (see [`crate::state::effective`]).
 
 pub mod circuit;
 mod dns;
@@ -30,16 +33,32 @@ mod tls;
 
 #[cfg(test)]
 mod tests;
+/// Also the snapshot fixtures of the fleet layer's tests.
 #[cfg(test)]
-mod tests_scheduler;
+pub(crate) mod tests_scheduler;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use passive::{report, Admission, Outcome};
-pub use policy::{Policy, Timings};
+pub use policy::{Policy, PolicyDefaults, Timings};
 pub use record::HealthRecord;
 pub use scheduler::{run, Defaults};
+
+use crate::state::{BackendState, Verdict};
+
+/// A node that has just become one of a backend's probers starts from the fleet's
+/// verdict (`remote`, the other probers' merge) with fresh counters, instead of from
+/// whatever it knew when it last probed the backend, possibly long ago: its stale own
+/// verdict would otherwise be merged in and could take a healthy backend out of service
+/// fleet-wide until its first probes. Nothing to adopt while the fleet knows nothing.
+pub fn adopt_fleet_verdict(st: &BackendState, remote: Verdict) {
+    if remote == Verdict::Unknown {
+        return;
+    }
+    st.details().reset_counts();
+    st.set_verdict(remote);
+}
 
 /// Milliseconds on a monotonic clock (since this process first asked). Ejection and
 /// circuit timers use it, so a wall-clock step cannot shorten or stretch them.

@@ -1,13 +1,14 @@
 //! The per-pool rules a backend's health follows, resolved once per snapshot from the pool
-//! and the `[health_check]` defaults, and stored in each backend's state so that passive
-//! reports from the data plane (which only hold the backend) know their thresholds.
+//! and the node's `[health_check]` and `[circuit_breaker]` defaults, and stored in each
+//! backend's state so that passive reports from the data plane (which only hold the
+//! backend) know their thresholds.
 
 use std::time::Duration;
 
 use fiberlb_api::model::{HealthCheck, Pool};
 
 use super::circuit::CircuitConfig;
-use crate::settings::HealthCheckSettings;
+use crate::settings::{CircuitBreakerSettings, HealthCheckSettings, Settings};
 
 /// Consecutive passive failures that eject a backend of a pool without an active check.
 pub const PASSIVE_THRESHOLD_WITHOUT_CHECK: u32 = 5;
@@ -15,6 +16,26 @@ pub const PASSIVE_THRESHOLD_WITHOUT_CHECK: u32 = 5;
 pub const PASSIVE_BACKOFF_WITHOUT_CHECK: Duration = Duration::from_secs(30);
 /// Longest ejection.
 pub const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+/// The node-wide defaults pools' rules fall back to. SIGHUP may change them; the checker
+/// then resolves every pool's [`Policy`] again, so they apply live.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyDefaults {
+    /// `[health_check]`: zeros in a pool's health check take these.
+    pub health_check: HealthCheckSettings,
+    /// `[circuit_breaker]`: zeros in a pool's enabled breaker take these.
+    pub circuit_breaker: CircuitBreakerSettings,
+}
+
+impl PolicyDefaults {
+    /// The defaults of `settings`.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            health_check: settings.health_check.clone(),
+            circuit_breaker: settings.circuit_breaker.clone(),
+        }
+    }
+}
 
 /// A pool's active-check timings with zeros replaced by the node defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,14 +96,16 @@ impl Default for Policy {
 impl Policy {
     /// The policy of `pool`'s backends. With an active check, passive detection uses its
     /// unhealthy threshold and ejects for one check interval first (the next probes decide
-    /// sooner anyway); without one, 5 failures and 30 s.
-    pub fn for_pool(pool: &Pool, defaults: &HealthCheckSettings) -> Self {
+    /// sooner anyway); without one, 5 failures and 30 s. The pool's breaker, if enabled,
+    /// takes unset fields from the `[circuit_breaker]` defaults.
+    pub fn for_pool(pool: &Pool, defaults: &PolicyDefaults) -> Self {
         let active = pool
             .health_check
             .as_ref()
             .filter(|h| h.enabled)
-            .map(|h| Timings::resolve(h, defaults));
-        let circuit = CircuitConfig::from_model(pool.circuit_breaker.as_ref());
+            .map(|h| Timings::resolve(h, &defaults.health_check));
+        let circuit =
+            CircuitConfig::from_model(pool.circuit_breaker.as_ref(), &defaults.circuit_breaker);
         match active {
             Some(t) => Self {
                 active,
@@ -132,6 +155,53 @@ mod tests {
         assert_eq!(t.interval, Duration::from_secs(1));
         assert_eq!(t.timeout, Duration::from_secs(1));
         assert_eq!((t.healthy_threshold, t.unhealthy_threshold), (4, 2));
+    }
+
+    #[test]
+    fn pools_follow_the_node_defaults_but_get_a_breaker_only_if_they_enable_one() {
+        use crate::health::tests_scheduler::pool;
+        use fiberlb_api::model::CircuitBreakerConfig;
+        let d = PolicyDefaults {
+            health_check: HealthCheckSettings {
+                default_unhealthy_threshold: 7,
+                ..HealthCheckSettings::default()
+            },
+            circuit_breaker: CircuitBreakerSettings {
+                default_failure_threshold: 11,
+                default_success_threshold: 6,
+                default_timeout_seconds: 15,
+            },
+        };
+        let p = Policy::for_pool(&pool("p", Some(check(0, 0, 0, 0)), None), &d);
+        assert_eq!(p.passive_threshold, 7);
+        assert_eq!(
+            p.circuit, None,
+            "spec 3.7: no breaker unless the pool enables one"
+        );
+        let unset = CircuitBreakerConfig {
+            enabled: true,
+            failure_threshold: 0,
+            success_threshold: 0,
+            timeout_seconds: 0,
+            ..CircuitBreakerConfig::default()
+        };
+        let c = Policy::for_pool(&pool("p", None, Some(unset.clone())), &d)
+            .circuit
+            .expect("enabled");
+        assert_eq!((c.failure_threshold, c.success_threshold), (11, 6));
+        assert_eq!(c.open_for, Duration::from_secs(15));
+        assert_eq!(
+            c.min_request_volume, 10,
+            "no node default: the pool's value"
+        );
+        let own = CircuitBreakerConfig {
+            failure_threshold: 2,
+            ..unset
+        };
+        let c = Policy::for_pool(&pool("p", None, Some(own)), &d)
+            .circuit
+            .expect("enabled");
+        assert_eq!((c.failure_threshold, c.success_threshold), (2, 6));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The active checker: one probe loop per checked backend, kept in step with the
 //! configuration snapshot.
 //!
-//! On every snapshot (and every change of the `[health_check]` defaults) the supervisor
+//! On every snapshot (and every change of the `[health_check]` or `[circuit_breaker]`
+//! defaults) the supervisor
 //! resolves each pool's [`Policy`] into its backends' state, then diffs the probes it runs
 //! against the probes the snapshot wants: a probe whose target (check, timings, address)
 //! is unchanged keeps running untouched, a changed one restarts, a removed one stops.
@@ -14,6 +15,10 @@
 //!   for one interval;
 //! - in a pool without an active check the verdict is always unknown (which serves), so
 //!   removing a check re-admits backends it had marked down.
+//!
+//! In a fleet only the backends the [`ProbeShard`]'s assignment gives this node get a probe
+//! loop; a change of membership reconciles at once, starting the loops of backends taken
+//! over from a dead prober and stopping those handed to a new member.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -21,6 +26,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::http::HeaderValue;
 use fiberlb_api::model::{now_ms, BackendAddress, CheckKind};
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
@@ -28,9 +34,10 @@ use tokio::time::MissedTickBehavior;
 
 use super::dns::DnsClients;
 use super::http::HttpProbe;
-use super::policy::{Policy, Timings};
+use super::policy::{Policy, PolicyDefaults, Timings};
 use super::tls::TlsClients;
 use super::{grpc, http, metrics, mono_ms, tcp, CheckError};
+use crate::fleet::{Assignment, ProbeShard};
 use crate::resolve::Resolver;
 use crate::settings::HealthCheckSettings;
 use crate::snapshot::{Snapshot, SnapshotCell};
@@ -39,16 +46,17 @@ use crate::state::{BackendState, Verdict};
 /// How often the health gauges are refreshed between snapshot changes.
 const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 
-/// Where the `[health_check]` defaults come from: fixed at start, or a watch the node
-/// updates on SIGHUP (then intervals, thresholds, jitter and the concurrency cap follow).
+/// Where the `[health_check]` and `[circuit_breaker]` defaults come from: fixed at start,
+/// or a watch the node updates on SIGHUP (then intervals, thresholds, jitter, the
+/// concurrency cap and the breakers' unset fields follow).
 pub struct Defaults {
-    rx: watch::Receiver<HealthCheckSettings>,
+    rx: watch::Receiver<PolicyDefaults>,
     // Keeps a fixed source's channel open, so `changed()` pends instead of failing.
-    _fixed: Option<watch::Sender<HealthCheckSettings>>,
+    _fixed: Option<watch::Sender<PolicyDefaults>>,
 }
 
-impl From<HealthCheckSettings> for Defaults {
-    fn from(s: HealthCheckSettings) -> Self {
+impl From<PolicyDefaults> for Defaults {
+    fn from(s: PolicyDefaults) -> Self {
         let (tx, rx) = watch::channel(s);
         Self {
             rx,
@@ -57,33 +65,42 @@ impl From<HealthCheckSettings> for Defaults {
     }
 }
 
-impl From<watch::Receiver<HealthCheckSettings>> for Defaults {
-    fn from(rx: watch::Receiver<HealthCheckSettings>) -> Self {
+impl From<watch::Receiver<PolicyDefaults>> for Defaults {
+    fn from(rx: watch::Receiver<PolicyDefaults>) -> Self {
         Self { rx, _fixed: None }
     }
 }
 
 /// Runs the active checker until `stop` turns true. `dns_addr` is `[flashdns] dns_addr`,
-/// the server DNS checks ask (see the `dns` module for the fallback).
+/// the server DNS checks ask (see the `dns` module for the fallback). `shard` says which
+/// backends this node probes ([`ProbeShard::local`]: all of them).
 pub async fn run(
     cell: Arc<SnapshotCell>,
     resolver: Resolver,
     defaults: impl Into<Defaults>,
     dns_addr: Option<SocketAddr>,
+    mut shard: ProbeShard,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut defaults = defaults.into();
     let d = defaults.rx.borrow_and_update().clone();
-    let mut sup = Supervisor::new(resolver, dns_addr, &d);
+    let mut sup = Supervisor::new(
+        resolver,
+        dns_addr,
+        &d.health_check,
+        user_agent(&shard.peek()),
+    );
     let mut changed = cell.subscribe();
     let mut gauges = tokio::time::interval(GAUGE_REFRESH);
     gauges.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut published = HashSet::new();
+    let mut published = metrics::Published::default();
+    let mut shard_open = true;
     loop {
         let snapshot = cell.load();
         let d = defaults.rx.borrow_and_update().clone();
-        sup.shared.apply_defaults(&d);
-        sup.reconcile(&snapshot, &d);
+        sup.shared.apply_defaults(&d.health_check);
+        sup.reconcile(&snapshot, &d, &shard.current());
+        shard.set_owned(sup.probes.len());
         metrics::publish(&snapshot, &mut published);
         loop {
             tokio::select! {
@@ -100,11 +117,27 @@ pub async fn run(
                     }
                     break;
                 }
+                open = shard.changed(), if shard_open => {
+                    // Closed at shutdown: the last assignment stays.
+                    shard_open = open;
+                    if open {
+                        break;
+                    }
+                }
                 _ = gauges.tick() => metrics::publish(&cell.load(), &mut published),
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
     }
+}
+
+/// The User-Agent of HTTP(S) checks; in a fleet it names the probing node, so a backend's
+/// logs show which members probe it.
+fn user_agent(a: &Assignment) -> HeaderValue {
+    const BASE: &str = concat!("fiberlb-health-check/", env!("CARGO_PKG_VERSION"));
+    a.node_id()
+        .and_then(|id| HeaderValue::from_str(&format!("{BASE} ({id})")).ok())
+        .unwrap_or_else(|| HeaderValue::from_static(BASE))
 }
 
 /// What probes share.
@@ -116,6 +149,7 @@ struct Shared {
     permits: Arc<Semaphore>,
     permit_count: AtomicUsize,
     jitter_percent: AtomicU32,
+    user_agent: HeaderValue,
 }
 
 impl Shared {
@@ -176,6 +210,7 @@ impl Supervisor {
         resolver: Resolver,
         dns_addr: Option<SocketAddr>,
         d: &HealthCheckSettings,
+        user_agent: HeaderValue,
     ) -> Self {
         let shared = Arc::new(Shared {
             resolver,
@@ -185,6 +220,7 @@ impl Supervisor {
             permits: Arc::new(Semaphore::new(d.max_concurrent_checks.max(1))),
             permit_count: AtomicUsize::new(d.max_concurrent_checks.max(1)),
             jitter_percent: AtomicU32::new(d.check_jitter_percent.min(100)),
+            user_agent,
         });
         Self {
             shared,
@@ -193,8 +229,14 @@ impl Supervisor {
         }
     }
 
-    /// Brings the probes and the backends' policies in line with `snapshot`.
-    pub(super) fn reconcile(&mut self, snapshot: &Snapshot, d: &HealthCheckSettings) {
+    /// Brings the probes and the backends' policies in line with `snapshot`, probing only
+    /// the backends `assignment` gives this node.
+    pub(super) fn reconcile(
+        &mut self,
+        snapshot: &Snapshot,
+        d: &PolicyDefaults,
+        assignment: &Assignment,
+    ) {
         let mut wanted: HashMap<&str, (Target, &Arc<BackendState>)> = HashMap::new();
         let mut checked_pools = HashSet::new();
         let mut backends = HashSet::new();
@@ -208,10 +250,15 @@ impl Supervisor {
                     reset_unchecked(st);
                     continue;
                 };
+                // On every node, prober or not: a non-prober routes on its own verdict
+                // until the probers have reported.
                 if self.was_serving_unchecked(&plan.pool.id, &b.id)
-                    && st.verdict() == Verdict::Unknown
+                    && st.own_verdict() == Verdict::Unknown
                 {
                     st.set_verdict(Verdict::Healthy);
+                }
+                if !assignment.probes_here(&b.id) {
+                    continue;
                 }
                 let target = Target {
                     check: check.kind.clone(),
@@ -257,7 +304,7 @@ impl Supervisor {
 
 /// In a pool without an active check nothing but passive health decides.
 fn reset_unchecked(st: &BackendState) {
-    if st.verdict() != Verdict::Unknown {
+    if st.own_verdict() != Verdict::Unknown {
         let mut d = st.details();
         d.reset_counts();
         st.set_verdict(Verdict::Unknown);
@@ -303,7 +350,7 @@ pub(super) fn apply(st: &BackendState, t: &Timings, result: Result<(), CheckErro
     let error = result.as_ref().err().map(ToString::to_string);
     let (before, after) = {
         let mut d = st.details();
-        let before = st.verdict();
+        let before = st.own_verdict();
         let after = d.apply(
             before,
             result.map_err(|e| e.to_string()),
@@ -408,6 +455,7 @@ async fn probe(t: &Target, sh: &Shared) -> Result<(), CheckError> {
                 expected_codes,
                 host_header: host_header.as_deref(),
                 headers,
+                user_agent: &sh.user_agent,
             };
             http::check(addr, &default_host(t, addr, false), p, None).await
         }
@@ -435,6 +483,7 @@ async fn probe(t: &Target, sh: &Shared) -> Result<(), CheckError> {
                 expected_codes,
                 host_header: host_header.as_deref(),
                 headers,
+                user_agent: &sh.user_agent,
             };
             http::check(addr, &default_host(t, addr, true), p, Some(cfg)).await
         }

@@ -88,8 +88,11 @@ fn probe<'a>(host: Option<&'a str>, headers: &'a BTreeMap<String, String>) -> Ht
         expected_codes: &[200, 204],
         host_header: host,
         headers,
+        user_agent: &AGENT,
     }
 }
+
+static AGENT: ::http::HeaderValue = ::http::HeaderValue::from_static("fiberlb-health-check/test");
 
 #[tokio::test]
 async fn http_check_passes_only_on_expected_codes_and_sends_the_configured_head() {

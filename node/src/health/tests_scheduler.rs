@@ -15,14 +15,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::scheduler::{apply, Supervisor};
-use super::{report, CheckError, Outcome, Timings};
+use super::{report, CheckError, Outcome, PolicyDefaults, Timings};
 use crate::balance::Endpoint;
+use crate::fleet::{Assignment, ProbeShard};
 use crate::resolve::{Resolver, ResolverConfig};
-use crate::settings::HealthCheckSettings;
+use crate::settings::{CircuitBreakerSettings, HealthCheckSettings};
 use crate::snapshot::{PoolPlan, Snapshot, SnapshotCell};
 use crate::state::{RuntimeState, Verdict};
 
-fn tcp_check(interval: u32, healthy: u32, unhealthy: u32) -> HealthCheck {
+pub(crate) fn tcp_check(interval: u32, healthy: u32, unhealthy: u32) -> HealthCheck {
     HealthCheck {
         id: "hc".into(),
         kind: CheckKind::Tcp,
@@ -34,7 +35,11 @@ fn tcp_check(interval: u32, healthy: u32, unhealthy: u32) -> HealthCheck {
     }
 }
 
-fn pool(id: &str, check: Option<HealthCheck>, circuit: Option<CircuitBreakerConfig>) -> Pool {
+pub(crate) fn pool(
+    id: &str,
+    check: Option<HealthCheck>,
+    circuit: Option<CircuitBreakerConfig>,
+) -> Pool {
     Pool {
         id: id.into(),
         lb_id: "lb".into(),
@@ -55,7 +60,7 @@ fn pool(id: &str, check: Option<HealthCheck>, circuit: Option<CircuitBreakerConf
     }
 }
 
-fn backend(id: &str, pool: &str, addr: SocketAddr) -> Backend {
+pub(crate) fn backend(id: &str, pool: &str, addr: SocketAddr) -> Backend {
     Backend {
         id: id.into(),
         pool_id: pool.into(),
@@ -71,6 +76,7 @@ fn backend(id: &str, pool: &str, addr: SocketAddr) -> Backend {
         status: BackendStatus::Active,
         enabled: true,
         backup: false,
+        max_connections: None,
         metadata: BTreeMap::new(),
         drain_deadline: None,
         remove_after_drain: false,
@@ -80,7 +86,7 @@ fn backend(id: &str, pool: &str, addr: SocketAddr) -> Backend {
     }
 }
 
-fn plan(rt: &RuntimeState, pool: Pool, backends: Vec<Backend>) -> Arc<PoolPlan> {
+pub(crate) fn plan(rt: &RuntimeState, pool: Pool, backends: Vec<Backend>) -> Arc<PoolPlan> {
     let states: Vec<_> = backends.iter().map(|b| rt.backend(&b.id)).collect();
     let endpoints: Vec<Endpoint> = backends
         .iter()
@@ -102,7 +108,7 @@ fn plan(rt: &RuntimeState, pool: Pool, backends: Vec<Backend>) -> Arc<PoolPlan> 
     })
 }
 
-fn snapshot(revision: u64, plans: Vec<Arc<PoolPlan>>) -> Snapshot {
+pub(crate) fn snapshot(revision: u64, plans: Vec<Arc<PoolPlan>>) -> Snapshot {
     Snapshot {
         revision,
         pools: plans.into_iter().map(|p| (p.pool.id.clone(), p)).collect(),
@@ -110,21 +116,33 @@ fn snapshot(revision: u64, plans: Vec<Arc<PoolPlan>>) -> Snapshot {
     }
 }
 
-fn defaults() -> HealthCheckSettings {
-    HealthCheckSettings {
-        check_jitter_percent: 0,
-        ..HealthCheckSettings::default()
+fn defaults() -> PolicyDefaults {
+    PolicyDefaults {
+        health_check: HealthCheckSettings {
+            check_jitter_percent: 0,
+            ..HealthCheckSettings::default()
+        },
+        ..PolicyDefaults::default()
     }
 }
 
-fn addr(port: u16) -> SocketAddr {
+fn supervisor() -> Supervisor {
+    Supervisor::new(
+        Resolver::new(ResolverConfig::default()),
+        None,
+        &defaults().health_check,
+        ::http::HeaderValue::from_static("fiberlb-health-check/test"),
+    )
+}
+
+pub(crate) fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 #[tokio::test]
 async fn probes_follow_snapshot_changes_without_restarting_the_others() {
     let rt = RuntimeState::default();
-    let mut sup = Supervisor::new(Resolver::new(ResolverConfig::default()), None, &defaults());
+    let mut sup = supervisor();
     let a = backend("a", "p", addr(1));
     let b = backend("b", "p", addr(2));
     let checked = || pool("p", Some(tcp_check(30, 2, 2)), None);
@@ -132,6 +150,7 @@ async fn probes_follow_snapshot_changes_without_restarting_the_others() {
     sup.reconcile(
         &snapshot(1, vec![plan(&rt, checked(), vec![a.clone()])]),
         &defaults(),
+        &Assignment::local(),
     );
     let a_task = sup.probes["a"].task.id();
     assert_eq!(
@@ -144,6 +163,7 @@ async fn probes_follow_snapshot_changes_without_restarting_the_others() {
     sup.reconcile(
         &snapshot(2, vec![plan(&rt, checked(), vec![a.clone(), b.clone()])]),
         &defaults(),
+        &Assignment::local(),
     );
     assert_eq!(sup.probes.len(), 2);
     assert_eq!(sup.probes["a"].task.id(), a_task);
@@ -155,6 +175,7 @@ async fn probes_follow_snapshot_changes_without_restarting_the_others() {
     sup.reconcile(
         &snapshot(3, vec![plan(&rt, checked(), vec![a.clone(), b2.clone()])]),
         &defaults(),
+        &Assignment::local(),
     );
     assert_eq!(sup.probes["a"].task.id(), a_task);
     assert_ne!(sup.probes["b"].task.id(), b_task);
@@ -171,6 +192,7 @@ async fn probes_follow_snapshot_changes_without_restarting_the_others() {
             )],
         ),
         &defaults(),
+        &Assignment::local(),
     );
     assert!(sup.probes.is_empty());
     assert_eq!(rt.backend("a").verdict(), Verdict::Unknown);
@@ -183,6 +205,7 @@ async fn probes_follow_snapshot_changes_without_restarting_the_others() {
     sup.reconcile(
         &snapshot(5, vec![plan(&rt, checked(), vec![a.clone(), b2.clone()])]),
         &defaults(),
+        &Assignment::local(),
     );
     assert_eq!(rt.backend("a").verdict(), Verdict::Healthy);
     assert_eq!(sup.probes.len(), 2);
@@ -196,11 +219,12 @@ async fn probes_follow_snapshot_changes_without_restarting_the_others() {
             vec![plan(&rt, checked(), vec![a, b2]), plan(&rt, q, vec![c])],
         ),
         &defaults(),
+        &Assignment::local(),
     );
     assert_eq!(rt.backend("c").verdict(), Verdict::Unknown);
 
     // Removing everything stops every probe.
-    sup.reconcile(&snapshot(7, vec![]), &defaults());
+    sup.reconcile(&snapshot(7, vec![]), &defaults(), &Assignment::local());
     assert!(sup.probes.is_empty());
 }
 
@@ -234,6 +258,7 @@ async fn a_probe_loop_tracks_a_backend_that_dies_and_comes_back() {
         Resolver::new(ResolverConfig::default()),
         defaults(),
         None,
+        ProbeShard::local(),
         stop,
     ));
     let st = rt.backend("a");
@@ -288,8 +313,12 @@ async fn an_open_circuit_and_a_passive_ejection_make_a_backend_ineligible() {
         pool("p", None, Some(cb)),
         vec![backend("a", "p", addr(1)), backend("b", "p", addr(2))],
     );
-    let mut sup = Supervisor::new(Resolver::new(ResolverConfig::default()), None, &defaults());
-    sup.reconcile(&snapshot(1, vec![p.clone()]), &defaults());
+    let mut sup = supervisor();
+    sup.reconcile(
+        &snapshot(1, vec![p.clone()]),
+        &defaults(),
+        &Assignment::local(),
+    );
     assert_eq!(p.eligible(), vec![true, true]);
 
     // Two failures open a's circuit (the breaker's threshold is below passive's 5).
@@ -334,4 +363,65 @@ fn an_active_success_ends_a_passive_ejection() {
         Verdict::Healthy,
         "never marked unhealthy: the first success decides"
     );
+}
+
+#[tokio::test]
+async fn changed_circuit_defaults_reach_running_breakers() {
+    let rt = RuntimeState::default();
+    let cell = Arc::new(SnapshotCell::default());
+    // The pool enables a breaker and leaves its thresholds to the node.
+    let cb = CircuitBreakerConfig {
+        enabled: true,
+        failure_threshold: 0,
+        success_threshold: 0,
+        timeout_seconds: 0,
+        ..CircuitBreakerConfig::default()
+    };
+    let p = plan(
+        &rt,
+        pool("p", None, Some(cb)),
+        vec![backend("a", "p", addr(1))],
+    );
+    cell.publish(snapshot(1, vec![p.clone()]));
+    let (defaults_tx, defaults_rx) = watch::channel(defaults());
+    let (stop_tx, stop) = watch::channel(false);
+    let checker = tokio::spawn(super::run(
+        cell.clone(),
+        Resolver::new(ResolverConfig::default()),
+        defaults_rx,
+        None,
+        ProbeShard::local(),
+        stop,
+    ));
+    let st = p.states[0].clone();
+    let threshold =
+        |st: &crate::state::BackendState| st.policy().circuit.as_ref().map(|c| c.failure_threshold);
+    until(
+        Duration::from_secs(5),
+        "the node's default threshold",
+        || threshold(&st) == Some(5),
+    )
+    .await;
+
+    // A reload lowers the default: the running breaker follows without a new snapshot.
+    defaults_tx.send_replace(PolicyDefaults {
+        circuit_breaker: CircuitBreakerSettings {
+            default_failure_threshold: 2,
+            ..CircuitBreakerSettings::default()
+        },
+        ..defaults()
+    });
+    until(Duration::from_secs(5), "the reloaded threshold", || {
+        threshold(&st) == Some(2)
+    })
+    .await;
+    report(&st, Outcome::ConnectFailed);
+    report(&st, Outcome::ConnectFailed);
+    assert_eq!(st.circuit_state(), CircuitState::Open);
+
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(5), checker)
+        .await
+        .unwrap()
+        .unwrap();
 }

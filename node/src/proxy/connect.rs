@@ -29,6 +29,9 @@ pub enum ConnectError {
     /// No backend is eligible.
     #[error("no healthy backend in pool {0}")]
     NoHealthyBackend(String),
+    /// Backends are healthy, but every one has reached its `max_connections`.
+    #[error("pool {0} is at capacity: every backend has reached its max_connections")]
+    AtCapacity(String),
     /// Every attempt failed; the last error.
     #[error("connecting to backends of pool {pool} failed: {last}")]
     Failed {
@@ -69,21 +72,6 @@ pub struct SocketOptions {
     pub keepalive: Option<Duration>,
     /// Backend connect timeout.
     pub connect_timeout: Duration,
-}
-
-impl SocketOptions {
-    /// Applies the options to a socket; failures only lose the option, so they are logged.
-    pub fn apply(&self, s: &TcpStream) {
-        if let Err(e) = s.set_nodelay(self.nodelay) {
-            tracing::debug!(error = %e, "TCP_NODELAY");
-        }
-        if let Some(idle) = self.keepalive {
-            let ka = socket2::TcpKeepalive::new().with_time(idle);
-            if let Err(e) = socket2::SockRef::from(s).set_tcp_keepalive(&ka) {
-                tracing::debug!(error = %e, "SO_KEEPALIVE");
-            }
-        }
-    }
 }
 
 /// Opens a TCP connection to `addr` with `opts` already set, in fewer system calls than
@@ -131,18 +119,26 @@ pub enum Picked {
     Nothing,
 }
 
-/// Picks an eligible backend and resolves it (from cache, never waiting); the picked
-/// backend is removed from `eligible` so a retry picks another.
+/// Picks an eligible backend with room for one more connection and resolves it (from
+/// cache, never waiting); the picked backend is removed from `eligible` so a retry picks
+/// another. A backend at its `max_connections` is skipped (and counted) here rather than
+/// in [`PoolPlan::eligible`], so only the chosen backend's count is read per pick.
 pub fn pick_addr(
     plan: &PoolPlan,
     eligible: &mut [bool],
     ctx: &PickContext,
     resolver: &Resolver,
 ) -> Picked {
-    let Some(i) = plan.balancer.pick(ctx, eligible) else {
-        return Picked::Nothing;
+    let i = loop {
+        let Some(i) = plan.balancer.pick(ctx, eligible) else {
+            return Picked::Nothing;
+        };
+        eligible[i] = false;
+        if plan.has_room(i) {
+            break i;
+        }
+        count_full(plan, i);
     };
-    eligible[i] = false;
     let b = &plan.backends[i];
     match resolver.lookup(&b.address, b.port) {
         Lookup::Ready(addrs) => match addrs.first() {
@@ -154,6 +150,15 @@ pub fn pick_addr(
             b.name
         )),
         Lookup::Failed(e) => Picked::Unusable(format!("backend {}: {e}", b.name)),
+    }
+}
+
+/// Counts a new connection (or request) that backend `i` turned away because it had
+/// reached its `max_connections`.
+pub fn count_full(plan: &PoolPlan, i: usize) {
+    if let Some(b) = plan.backends.get(i) {
+        metrics::counter!("fiberlb_backend_max_connections_reached_total", "backend" => b.id.clone())
+            .increment(1);
     }
 }
 
@@ -195,12 +200,18 @@ pub async fn connect(
         };
         let b = &plan.backends[i];
         let state = plan.states[i].clone();
+        // Takes the connection slot with one compare-and-swap: `pick_addr` saw room, but a
+        // connection accepted on another thread may have taken the last slot since.
+        if !state.stats.try_acquire(b.max_connections) {
+            count_full(&plan, i);
+            continue;
+        }
         // The circuit breaker may refuse (half-open with its probe slots taken).
         let Some(admission) = health::passive::admit(&state) else {
+            state.stats.active.fetch_sub(1, Ordering::Relaxed);
             last = Some(format!("{}: circuit breaker open", b.name));
             continue;
         };
-        state.stats.active.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         match tokio::time::timeout(opts.connect_timeout, open(addr, opts)).await {
             Ok(Ok(stream)) => {
@@ -241,6 +252,7 @@ pub async fn connect(
             pool: pool_id.to_string(),
             last,
         }),
+        None if plan.at_capacity() => Err(ConnectError::AtCapacity(pool_id.to_string())),
         None => Err(ConnectError::NoHealthyBackend(pool_id.to_string())),
     }
 }

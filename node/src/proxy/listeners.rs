@@ -274,10 +274,12 @@ fn start_tcp(
     tls: Option<TlsSlot>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
+    // One acceptor per runtime thread (`[proxy] worker_threads`): the kernel spreads new
+    // connections over the SO_REUSEPORT sockets, so no thread is a hand-off point.
+    let n = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .clamp(1, 64);
     let mut listeners = Vec::with_capacity(n);
     for _ in 0..n {
         let s = socket(addr, Type::STREAM, Protocol::TCP)?;

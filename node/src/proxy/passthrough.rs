@@ -42,7 +42,7 @@ pub async fn handle(
     mut client: TcpStream,
     peer: SocketAddr,
 ) {
-    let (hello, preface) = match peek_client_hello(&mut client, ctx.hello_timeout).await {
+    let (hello, preface) = match peek_client_hello(&mut client, ctx.live().hello_timeout).await {
         Ok(h) => h,
         Err(e) => {
             metrics::counter!("fiberlb_tls_passthrough_rejected_total").increment(1);
@@ -56,7 +56,7 @@ pub async fn handle(
     };
     let (l, lb) = (l.clone(), lb.clone());
     let pool = route(&l, &lb, hello.sni.as_deref());
-    let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets).await {
+    let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets_now()).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(listener = %l.name, sni = ?hello.sni, client = %peer, error = %e, "no backend for TLS connection");

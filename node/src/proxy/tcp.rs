@@ -24,7 +24,9 @@ pub async fn handle(ctx: &ProxyContext, listener_id: &str, client: TcpStream, pe
         .default_pool_id
         .as_deref()
         .or(lb.default_pool_id.as_deref());
-    let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets).await {
+    // The connect timeout may change on reload: one atomic load per connection.
+    let sockets = ctx.sockets_now();
+    let backend = match connect(&snapshot, pool, peer, &ctx.resolver, sockets).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(listener = %l.name, lb = %lb.name, client = %peer, error = %e, "no backend for connection");

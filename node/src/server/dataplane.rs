@@ -9,9 +9,10 @@ use fiberlb_api::store::ConfigStore;
 use tokio::sync::watch;
 
 use super::runtime::NodeRuntime;
+use crate::health::PolicyDefaults;
 use crate::proxy::{listeners, ProxyContext};
 use crate::resolve::{Resolver, ResolverConfig};
-use crate::settings::Settings;
+use crate::settings::{CircuitBreakerSettings, HealthCheckSettings, ProxySettings, Settings};
 use crate::snapshot::{watch_store, SnapshotCell};
 use crate::state::RuntimeState;
 
@@ -20,6 +21,9 @@ pub struct DataPlane {
     /// Per-backend runtime state.
     pub state: Arc<RuntimeState>,
     ctx: ProxyContext,
+    /// The `[health_check]` and `[circuit_breaker]` defaults the active checker resolves
+    /// pools' rules with (changed on reload).
+    health_defaults: watch::Sender<PolicyDefaults>,
 }
 
 /// Starts the data plane; it stops accepting when `stop` turns true.
@@ -52,15 +56,22 @@ pub fn start(
         stop.clone(),
     ));
     tokio::spawn(enforce_drain_deadlines(cell.clone(), stop.clone()));
+    let (health_defaults, health_rx) = watch::channel(PolicyDefaults::from_settings(settings));
+    let probes = crate::fleet::spawn(&runtime, &settings.cluster, cell.clone(), state.clone());
     tokio::spawn(crate::health::run(
         cell.clone(),
         resolver.clone(),
-        settings.health_check.clone(),
+        health_rx,
         settings.flashdns.dns_addr,
+        probes,
         stop.clone(),
     ));
     tokio::spawn(keep_names_fresh(cell, resolver, stop));
-    DataPlane { state, ctx }
+    DataPlane {
+        state,
+        ctx,
+        health_defaults,
+    }
 }
 
 /// Closes what is still connected to a draining backend once its deadline passes.
@@ -121,17 +132,54 @@ async fn keep_names_fresh(
 }
 
 impl DataPlane {
+    /// Applies reloaded `[proxy]` settings: new connections use the new timeouts and
+    /// limits, established ones keep theirs. Returns whether anything changed.
+    pub fn apply_proxy(&self, proxy: &ProxySettings) -> bool {
+        self.ctx.apply(proxy)
+    }
+
+    /// Hands reloaded `[health_check]` defaults to the active checker, which restarts
+    /// the probes whose timings change. Returns whether they changed.
+    pub fn apply_health_defaults(&self, defaults: &HealthCheckSettings) -> bool {
+        self.health_defaults.send_if_modified(|d| {
+            let changed = d.health_check != *defaults;
+            if changed {
+                d.health_check = defaults.clone();
+            }
+            changed
+        })
+    }
+
+    /// Hands reloaded `[circuit_breaker]` defaults to the active checker, which resolves
+    /// every pool's breaker again (a breaker keeps its state across a config change).
+    /// Returns whether they changed.
+    pub fn apply_circuit_defaults(&self, defaults: &CircuitBreakerSettings) -> bool {
+        self.health_defaults.send_if_modified(|d| {
+            let changed = d.circuit_breaker != *defaults;
+            if changed {
+                d.circuit_breaker = defaults.clone();
+            }
+            changed
+        })
+    }
+
     /// After listeners stopped accepting: lets open connections finish for up to `grace`,
     /// then closes the rest.
     pub async fn drain(&self, grace: Duration) {
         let deadline = Instant::now() + grace;
         loop {
+            // HTTP client connections too: they close once their last response is written.
             let open = self.state.total_active();
-            if open == 0 {
+            let http_clients = self.ctx.open_http_connections();
+            if open == 0 && http_clients == 0 {
                 break;
             }
             if Instant::now() >= deadline {
-                tracing::warn!(open, "drain grace over; closing remaining connections");
+                tracing::warn!(
+                    open,
+                    http_clients,
+                    "drain grace over; closing remaining connections"
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,5 +1,9 @@
 //! HELP text for every series the node exports (Prometheus tooling such as `promtool check
 //! metrics` expects it), and histogram buckets for the latency metrics of spec §10.2.
+//! The fleet series (`fiberlb_health_probes_owned`, `fiberlb_circuit_breaker_open_members`,
+//! `fiberlb_backend_ejected_members`, `fiberlb_gossip_dropped_total`) are described by
+//! `crate::fleet` and the BGP series (`fiberlb_bgp_*`) by `super::bgp`, beside the code that
+//! sets them.
 
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder};
 
@@ -75,6 +79,10 @@ pub fn describe() {
         "Failed connects to backends."
     );
     describe_counter!(
+        "fiberlb_backend_max_connections_reached_total",
+        "New connections (L4) or requests (L7) a backend turned away because its connections, fleet-wide, had reached max_connections."
+    );
+    describe_counter!(
         "fiberlb_backend_ejections_total",
         "Backends ejected by passive outlier detection."
     );
@@ -110,6 +118,10 @@ pub fn describe() {
         "fiberlb_tunnel_bytes_total",
         Unit::Bytes,
         "Bytes relayed through upgraded (WebSocket/CONNECT) tunnels."
+    );
+    describe_counter!(
+        "fiberlb_access_log_dropped_total",
+        "Access log lines dropped because the writer thread's queue was full."
     );
     describe_counter!(
         "fiberlb_udp_flows_dropped_total",

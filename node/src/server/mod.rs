@@ -3,6 +3,7 @@
 //! the gRPC API and the admin HTTP endpoints until SIGTERM/SIGINT.
 
 mod admin;
+mod bgp;
 mod bootstrap;
 mod cluster;
 mod dataplane;
@@ -75,6 +76,7 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
         runtime.attach_gossip(g);
     }
     let data_plane = dataplane::start(&settings, store.clone(), runtime.clone(), stop_rx.clone());
+    let anycast = bgp::start(&settings, runtime.clone()).await?;
 
     // The admin server outlives the drain, so /ready answers 503 while connections finish.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
@@ -107,13 +109,25 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     notify::notify("READY=1");
 
     let mut current = settings;
-    signals.wait_for_stop(&args, &log, &mut current).await;
+    signals
+        .wait_for_stop(&args, &log, &data_plane, &mut current)
+        .await;
     tracing::info!("shutting down");
     notify::notify("STOPPING=1");
+    // BGP: freeze announcements before turning unready, then GRACEFUL_SHUTDOWN, wait,
+    // withdraw: routers move clients away while the listeners still accept.
+    let anycast = anycast.map(bgp::Anycast::freeze);
     runtime.set_ready(false);
+    let vips = match anycast {
+        Some(a) => a.withdraw(current.bgp.graceful_shutdown_wait()).await,
+        None => None,
+    };
     let _ = stop_tx.send(true);
     let grace = current.proxy.drain_grace();
     data_plane.drain(grace).await;
+    if let Some(v) = vips {
+        v.release().await;
+    }
     if tokio::time::timeout(grace, grpc).await.is_err() {
         tracing::warn!(?grace, "gRPC calls still running after the grace period");
     }
@@ -147,6 +161,7 @@ impl Signals {
         mut self,
         args: &ServeArgs,
         log: &logging::LogHandle,
+        data_plane: &dataplane::DataPlane,
         current: &mut Settings,
     ) {
         loop {
@@ -156,7 +171,7 @@ impl Signals {
                 _ = self.hup.recv() => {
                     notify::reloading();
                     crate::access_log::reopen();
-                    reload(args, log, current);
+                    reload(args, log, data_plane, current);
                     notify::notify("READY=1");
                 }
             }
@@ -165,8 +180,16 @@ impl Signals {
 }
 
 /// Re-reads the configuration. An invalid file is rejected and the old settings stay.
-/// What can change live is applied; other changes are reported as needing a restart.
-fn reload(args: &ServeArgs, log: &logging::LogHandle, current: &mut Settings) {
+/// What can change live is applied: the log level, the `[proxy]` timeouts and limits (to
+/// connections accepted from now on; `drain_grace_seconds` to the next shutdown) and the
+/// `[health_check]` and `[circuit_breaker]` defaults. Other changes are reported as
+/// needing a restart.
+fn reload(
+    args: &ServeArgs,
+    log: &logging::LogHandle,
+    data_plane: &dataplane::DataPlane,
+    current: &mut Settings,
+) {
     let new = match crate::settings::load(args) {
         Ok(s) => s,
         Err(e) => {
@@ -178,24 +201,54 @@ fn reload(args: &ServeArgs, log: &logging::LogHandle, current: &mut Settings) {
         tracing::error!(error = %e, "configuration reload rejected; keeping the running configuration");
         return;
     }
-    let needs_restart: Vec<&str> = [
+    let proxy = current.proxy.changes(&new.proxy);
+    let mut applied: Vec<&str> = Vec::new();
+    if current.logging.level != new.logging.level {
+        applied.push("logging.level");
+    }
+    data_plane.apply_proxy(&new.proxy);
+    applied.extend(&proxy.live);
+    if data_plane.apply_health_defaults(&new.health_check) {
+        applied.push("health_check");
+    }
+    if data_plane.apply_circuit_defaults(&new.circuit_breaker) {
+        applied.push("circuit_breaker");
+    }
+    let mut needs_restart: Vec<&str> = [
         ("server", current.server != new.server),
         ("storage", current.storage != new.storage),
         ("cluster", current.cluster != new.cluster),
         ("bgp", current.bgp != new.bgp),
+        ("admin", current.admin != new.admin),
+        ("iam", current.iam != new.iam),
+        ("plasmavmc", current.plasmavmc != new.plasmavmc),
+        ("flashdns", current.flashdns != new.flashdns),
         (
             "logging.format",
             current.logging.format != new.logging.format,
+        ),
+        // The file is reopened on SIGHUP (rotation), but a new path needs a restart.
+        (
+            "logging.access_log",
+            current.logging.access_log != new.logging.access_log,
         ),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))
     .collect();
+    needs_restart.extend(&proxy.restart);
     if !needs_restart.is_empty() {
-        tracing::warn!(sections = ?needs_restart, "these settings changed but take effect only after a restart");
+        tracing::warn!(settings = ?needs_restart, "these settings changed but take effect only after a restart");
     }
-    *current = new;
-    tracing::info!(level = %current.logging.level, "configuration reloaded");
+    // The running settings keep the old values of what was not applied, so a later reload
+    // still reports them as pending a restart.
+    let mut kept = current.clone();
+    kept.logging.level = new.logging.level.clone();
+    kept.health_check = new.health_check.clone();
+    kept.circuit_breaker = new.circuit_breaker.clone();
+    kept.proxy = current.proxy.with_live_from(&new.proxy);
+    *current = kept;
+    tracing::info!(applied = ?applied, level = %current.logging.level, "configuration reloaded");
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn ConfigStore>> {

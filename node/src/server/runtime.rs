@@ -23,6 +23,8 @@ pub struct NodeRuntime {
     health: StaticRuntime,
     data_plane: OnceLock<(Arc<RuntimeState>, Arc<SnapshotCell>)>,
     gossip: OnceLock<fiberlb_gossip::Gossip>,
+    anycast: OnceLock<super::bgp::AnycastView>,
+    probes: OnceLock<crate::fleet::ProbeShard>,
 }
 
 impl NodeRuntime {
@@ -42,6 +44,8 @@ impl NodeRuntime {
             health: StaticRuntime::default(),
             data_plane: OnceLock::new(),
             gossip: OnceLock::new(),
+            anycast: OnceLock::new(),
+            probes: OnceLock::new(),
         }
     }
 
@@ -65,6 +69,21 @@ impl NodeRuntime {
         let _ = self.gossip.set(g);
     }
 
+    /// The gossip driver, when this node is in a fleet.
+    pub fn gossip(&self) -> Option<fiberlb_gossip::Gossip> {
+        self.gossip.get().cloned()
+    }
+
+    /// Connects the health checker's probe assignment (`probes_owned`), once.
+    pub fn attach_probes(&self, shard: crate::fleet::ProbeShard) {
+        let _ = self.probes.set(shard);
+    }
+
+    /// Connects the BGP speaker's view and the VIP pool, once.
+    pub fn attach_anycast(&self, view: super::bgp::AnycastView) {
+        let _ = self.anycast.set(view);
+    }
+
     /// Connects the data plane's runtime state and snapshot, once.
     pub fn attach(&self, state: Arc<RuntimeState>, cell: Arc<SnapshotCell>) {
         let _ = self.data_plane.set((state, cell));
@@ -77,6 +96,14 @@ impl NodeRuntime {
 }
 
 impl RuntimeView for NodeRuntime {
+    fn bgp(&self) -> fiberlb_api::runtime::BgpView {
+        self.anycast.get().map(|a| a.view()).unwrap_or_default()
+    }
+
+    fn vip_pool(&self) -> Option<ipnet::IpNet> {
+        self.anycast.get().and_then(|a| a.vip_pool())
+    }
+
     fn backend_health(&self, pool: &Pool, backend: &Backend) -> HealthStatus {
         match self.data_plane.get().and_then(|(s, _)| s.get(&backend.id)) {
             Some(b) => b.health_status(pool.has_active_check()),
@@ -143,6 +170,7 @@ impl RuntimeView for NodeRuntime {
                 .map(|(_, c)| c.load().revision)
                 .unwrap_or(0),
             store_up: self.store_up.load(Ordering::SeqCst),
+            probes_owned: self.probes.get().map(|p| p.owned()).unwrap_or(0),
             ..self.info.clone()
         }
     }

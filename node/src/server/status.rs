@@ -94,7 +94,73 @@ pub fn status_json(runtime: &NodeRuntime) -> Value {
             "api_addr": m.api_addr,
             "self": m.is_self,
         })).collect::<Vec<_>>(),
-        "bgp": { "sessions": [], "vips": [] },
+        "bgp": bgp_json(runtime.bgp()),
         "load_balancers": lbs,
     })
+}
+
+/// The BGP section: sessions and announced VIPs (`enabled: false` and empty lists when
+/// `[bgp]` is off).
+fn bgp_json(b: fiberlb_api::runtime::BgpView) -> Value {
+    json!({
+        "enabled": b.enabled,
+        "asn": b.local_asn,
+        "router_id": b.router_id.map(|r| r.to_string()),
+        "sessions": b.sessions.iter().map(|s| json!({
+            "peer": s.peer,
+            "asn": s.peer_asn,
+            "state": state_name(s.state),
+            "uptime_seconds": s.uptime_seconds,
+            "routes": s.routes_announced,
+            "last_error": s.last_error,
+        })).collect::<Vec<_>>(),
+        "vips": b.announced.iter().map(|v| v.vip.to_string()).collect::<Vec<_>>(),
+        "graceful_shutdown": b.announced.iter().any(|v| v.graceful_shutdown),
+    })
+}
+
+fn state_name(s: fiberlb_api::runtime::BgpState) -> &'static str {
+    use fiberlb_api::runtime::BgpState as S;
+    match s {
+        S::Idle => "idle",
+        S::Connect => "connect",
+        S::Active => "active",
+        S::OpenSent => "open_sent",
+        S::OpenConfirm => "open_confirm",
+        S::Established => "established",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fiberlb_api::runtime::{AnnouncedVip, BgpSessionInfo, BgpState, BgpView};
+
+    #[test]
+    fn bgp_section() {
+        let off = super::bgp_json(BgpView::default());
+        assert_eq!(off["enabled"], false);
+        assert_eq!(off["sessions"].as_array().unwrap().len(), 0);
+        let on = super::bgp_json(BgpView {
+            enabled: true,
+            local_asn: 65001,
+            router_id: Some("10.0.0.1".parse().unwrap()),
+            sessions: vec![BgpSessionInfo {
+                peer: "10.0.0.254:179".into(),
+                peer_asn: 65000,
+                state: BgpState::OpenConfirm,
+                uptime_seconds: 0,
+                routes_announced: 1,
+                routes_received: 0,
+                last_error: None,
+            }],
+            announced: vec![AnnouncedVip {
+                vip: "10.200.0.1".parse().unwrap(),
+                lb_id: "l".into(),
+                graceful_shutdown: false,
+            }],
+        });
+        assert_eq!(on["sessions"][0]["state"], "open_confirm");
+        assert_eq!(on["sessions"][0]["routes"], 1);
+        assert_eq!(on["vips"][0], "10.200.0.1");
+    }
 }

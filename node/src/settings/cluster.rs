@@ -16,7 +16,7 @@ pub struct ClusterSettings {
     /// flag `--node-id`.
     pub node_id: String,
     /// UDP address the gossip protocol binds. Default none: gossip off (a single node).
-    /// Needs `key_file`.
+    /// Needs `key_file`. Env `FIBERLB_GOSSIP_ADDR`, flag `--gossip-addr`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gossip_addr: Option<SocketAddr>,
     /// Gossip address other members use to reach this node (NAT, or `gossip_addr` bound
@@ -24,10 +24,12 @@ pub struct ClusterSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_addr: Option<SocketAddr>,
     /// Gossip addresses (`host:port`) of members to join through at start. Default empty
-    /// (this node starts a new cluster, others join it).
+    /// (this node starts a new cluster, others join it). Env `FIBERLB_PEERS` (comma
+    /// separated), flag `--peer` (repeated or comma separated); either replaces the list.
     pub peers: Vec<String>,
     /// File with the shared cluster key that authenticates and encrypts every gossip
     /// datagram. Default none; required with `gossip_addr`; must exist and be non-empty.
+    /// Env `FIBERLB_CLUSTER_KEY_FILE`, flag `--cluster-key-file`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     /// File with the previous cluster key, still accepted on receive (never used to send)
@@ -36,7 +38,8 @@ pub struct ClusterSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_key_file: Option<PathBuf>,
     /// How many live members probe each backend (rendezvous hashing); the others use
-    /// their gossiped verdicts. Default 2; >= 1.
+    /// their gossiped verdicts. Default 2; >= 1. Env `FIBERLB_PROBE_REPLICAS`, flag
+    /// `--probe-replicas`.
     pub probe_replicas: usize,
     /// Anycast prefix VIPs are allocated from when a load balancer does not name one,
     /// e.g. `10.200.0.0/24` or `2001:db8:200::/64` (no host bits). Default none: VIPs must

@@ -55,12 +55,32 @@ const KNOBS: &[Knob] = &[
     Knob {
         key: "storage.chainfire_endpoints",
         env: "FIBERLB_CHAINFIRE_ENDPOINTS",
-        flag: None,
+        flag: Some("--chainfire-endpoints"),
     },
     Knob {
         key: "cluster.node_id",
         env: "FIBERLB_NODE_ID",
         flag: Some("--node-id"),
+    },
+    Knob {
+        key: "cluster.gossip_addr",
+        env: "FIBERLB_GOSSIP_ADDR",
+        flag: Some("--gossip-addr"),
+    },
+    Knob {
+        key: "cluster.peers",
+        env: "FIBERLB_PEERS",
+        flag: Some("--peer"),
+    },
+    Knob {
+        key: "cluster.key_file",
+        env: "FIBERLB_CLUSTER_KEY_FILE",
+        flag: Some("--cluster-key-file"),
+    },
+    Knob {
+        key: "cluster.probe_replicas",
+        env: "FIBERLB_PROBE_REPLICAS",
+        flag: Some("--probe-replicas"),
     },
     Knob {
         key: "proxy.bind_address",
@@ -95,9 +115,26 @@ pub struct ServeArgs {
     /// Configuration store backend [default: embedded].
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub store_backend: Option<StorageBackend>,
+    /// ChainFire/etcd endpoints (`http(s)://host:port` or `host:port`), comma separated
+    /// or repeated; replaces the file's list.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub chainfire_endpoints: Vec<String>,
     /// This node's id in the fleet [default: host name].
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
+    /// UDP address gossip binds; turns gossip on (needs a cluster key file).
+    #[arg(long, value_name = "ADDR")]
+    pub gossip_addr: Option<SocketAddr>,
+    /// Gossip address of a member to join through; repeat it (or give a comma separated
+    /// list) for several. Replaces the file's `cluster.peers`.
+    #[arg(long = "peer", value_name = "HOST:PORT", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// File holding the 32-byte cluster key (hex or base64) that seals gossip.
+    #[arg(long, value_name = "PATH")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// Live members probing each backend [default: 2].
+    #[arg(long, value_name = "N")]
+    pub probe_replicas: Option<usize>,
     /// Bind every listener to this IP instead of its VIP.
     #[arg(long, value_name = "IP")]
     pub bind_address: Option<IpAddr>,
@@ -205,6 +242,19 @@ fn read_file(path: &Path) -> Result<(Settings, Provenance), SettingsError> {
     Ok((settings, provenance))
 }
 
+/// A list given as one comma separated variable or as repeated/comma separated flags:
+/// entries trimmed, empty ones skipped; `None` when nothing is left (the lower layer's list
+/// stays, as for any unset knob).
+fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
+    let v: Vec<String> = items
+        .into_iter()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
 fn env_value<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
     env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
@@ -279,6 +329,10 @@ struct Layer {
     data_dir: Option<PathBuf>,
     chainfire_endpoints: Option<Vec<String>>,
     node_id: Option<String>,
+    gossip_addr: Option<SocketAddr>,
+    peers: Option<Vec<String>>,
+    key_file: Option<PathBuf>,
+    probe_replicas: Option<usize>,
     bind_address: Option<IpAddr>,
 }
 
@@ -302,7 +356,10 @@ impl Layer {
                 })
                 .transpose()
         }
-        let endpoints = knob("storage.chainfire_endpoints").map_or("", |k| k.env);
+        let env_list = |key: &str| {
+            let var = knob(key).map_or("", |k| k.env);
+            env_value(env, var).and_then(|raw| list(raw.split(',')))
+        };
         Ok(Layer {
             grpc_addr: parse(env, "server.grpc_addr")?,
             metrics_addr: parse(env, "server.metrics_addr")?,
@@ -310,14 +367,12 @@ impl Layer {
             log_format: parse(env, "logging.format")?,
             store_backend: parse(env, "storage.backend")?,
             data_dir: parse(env, "storage.data_dir")?,
-            chainfire_endpoints: env_value(env, endpoints).map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            }),
+            chainfire_endpoints: env_list("storage.chainfire_endpoints"),
             node_id: parse(env, "cluster.node_id")?,
+            gossip_addr: parse(env, "cluster.gossip_addr")?,
+            peers: env_list("cluster.peers"),
+            key_file: parse(env, "cluster.key_file")?,
+            probe_replicas: parse(env, "cluster.probe_replicas")?,
             bind_address: parse(env, "proxy.bind_address")?,
         })
     }
@@ -330,8 +385,12 @@ impl Layer {
             log_format: args.log_format,
             store_backend: args.store_backend,
             data_dir: args.data_dir.clone(),
-            chainfire_endpoints: None,
+            chainfire_endpoints: list(args.chainfire_endpoints.iter().map(String::as_str)),
             node_id: args.node_id.clone(),
+            gossip_addr: args.gossip_addr,
+            peers: list(args.peers.iter().map(String::as_str)),
+            key_file: args.cluster_key_file.clone(),
+            probe_replicas: args.probe_replicas,
             bind_address: args.bind_address,
         }
     }
@@ -369,6 +428,22 @@ impl Layer {
         if let Some(v) = self.node_id {
             s.cluster.node_id = v;
             set("cluster.node_id");
+        }
+        if let Some(v) = self.gossip_addr {
+            s.cluster.gossip_addr = Some(v);
+            set("cluster.gossip_addr");
+        }
+        if let Some(v) = self.peers {
+            s.cluster.peers = v;
+            set("cluster.peers");
+        }
+        if let Some(v) = self.key_file {
+            s.cluster.key_file = Some(v);
+            set("cluster.key_file");
+        }
+        if let Some(v) = self.probe_replicas {
+            s.cluster.probe_replicas = v;
+            set("cluster.probe_replicas");
         }
         if let Some(v) = self.bind_address {
             s.proxy.bind_address = Some(v);

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// `[proxy]`: socket and protocol limits of the data plane.
+/// `[proxy]`: socket and protocol limits of the data plane. A reload (SIGHUP) applies the
+/// timeouts and size limits to connections accepted from then on; the socket options,
+/// buffer sizes, bind address and TLS defaults need a restart ([`ProxySettings::changes`]).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxySettings {
@@ -39,6 +41,17 @@ pub struct ProxySettings {
     /// A client must send the complete request head within this time, milliseconds
     /// (slowloris defence). Default 10000; must be > 0.
     pub header_read_timeout_ms: u64,
+    /// Clients whose incoming `X-Forwarded-For` is kept (and appended to) by HTTP
+    /// listeners, as CIDRs: typically the proxies or CDNs in front of FiberLB. From any
+    /// other client the header is replaced by the client's address alone, so a backend
+    /// cannot be fooled about who connected. Default `["0.0.0.0/0", "::/0"]` (keep and
+    /// append, as HAProxy's `option forwardfor` and nginx's `$proxy_add_x_forwarded_for`
+    /// do); `[]` trusts nobody. Applies live on SIGHUP.
+    pub trusted_forwarders: Vec<ipnet::IpNet>,
+    /// Threads of the node's async runtime, which runs the data plane (each TCP listener
+    /// gets one `SO_REUSEPORT` acceptor per thread). Default 0 = `TOKIO_WORKER_THREADS`
+    /// if set, else the number of cores; at most 1024. Needs a restart.
+    pub worker_threads: usize,
     /// `[proxy.tls]`: TLS termination defaults.
     pub tls: ProxyTlsSettings,
 }
@@ -57,6 +70,11 @@ impl Default for ProxySettings {
             bind_address: None,
             drain_grace_seconds: 30,
             header_read_timeout_ms: 10_000,
+            worker_threads: 0,
+            trusted_forwarders: vec![
+                ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+                ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+            ],
             tls: ProxyTlsSettings::default(),
         }
     }
@@ -87,6 +105,112 @@ impl ProxySettings {
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_millis(self.header_read_timeout_ms)
     }
+
+    /// The keys that differ between `self` and `new`, split by whether a reload applies
+    /// them (to new connections; `drain_grace_seconds` to the next drain) or they need a
+    /// restart (socket options set on listener sockets, buffer sizes, the bind address and
+    /// the TLS defaults baked into listeners' TLS configurations).
+    pub fn changes(&self, new: &ProxySettings) -> ProxyChanges {
+        // Destructured so that a new field cannot be added without deciding its kind.
+        let ProxySettings {
+            tcp_keepalive_seconds,
+            tcp_nodelay,
+            connection_timeout_ms,
+            http_idle_timeout_seconds,
+            max_header_size_bytes,
+            max_body_size_bytes,
+            recv_buffer_size,
+            send_buffer_size,
+            bind_address,
+            drain_grace_seconds,
+            header_read_timeout_ms,
+            trusted_forwarders,
+            worker_threads,
+            tls,
+        } = self;
+        let live = [
+            (
+                "proxy.connection_timeout_ms",
+                *connection_timeout_ms != new.connection_timeout_ms,
+            ),
+            (
+                "proxy.http_idle_timeout_seconds",
+                *http_idle_timeout_seconds != new.http_idle_timeout_seconds,
+            ),
+            (
+                "proxy.max_header_size_bytes",
+                *max_header_size_bytes != new.max_header_size_bytes,
+            ),
+            (
+                "proxy.max_body_size_bytes",
+                *max_body_size_bytes != new.max_body_size_bytes,
+            ),
+            (
+                "proxy.drain_grace_seconds",
+                *drain_grace_seconds != new.drain_grace_seconds,
+            ),
+            (
+                "proxy.header_read_timeout_ms",
+                *header_read_timeout_ms != new.header_read_timeout_ms,
+            ),
+            (
+                "proxy.trusted_forwarders",
+                *trusted_forwarders != new.trusted_forwarders,
+            ),
+        ];
+        let restart = [
+            (
+                "proxy.tcp_keepalive_seconds",
+                *tcp_keepalive_seconds != new.tcp_keepalive_seconds,
+            ),
+            ("proxy.tcp_nodelay", *tcp_nodelay != new.tcp_nodelay),
+            (
+                "proxy.recv_buffer_size",
+                *recv_buffer_size != new.recv_buffer_size,
+            ),
+            (
+                "proxy.send_buffer_size",
+                *send_buffer_size != new.send_buffer_size,
+            ),
+            ("proxy.bind_address", *bind_address != new.bind_address),
+            ("proxy.tls", *tls != new.tls),
+            (
+                "proxy.worker_threads",
+                *worker_threads != new.worker_threads,
+            ),
+        ];
+        let changed = |list: &[(&'static str, bool)]| -> Vec<&'static str> {
+            list.iter().filter(|(_, c)| *c).map(|(k, _)| *k).collect()
+        };
+        ProxyChanges {
+            live: changed(&live),
+            restart: changed(&restart),
+        }
+    }
+
+    /// `self` with the keys a reload applies taken from `new` (the running settings after
+    /// a reload: keys that need a restart keep their running values).
+    pub fn with_live_from(&self, new: &ProxySettings) -> ProxySettings {
+        ProxySettings {
+            connection_timeout_ms: new.connection_timeout_ms,
+            http_idle_timeout_seconds: new.http_idle_timeout_seconds,
+            max_header_size_bytes: new.max_header_size_bytes,
+            max_body_size_bytes: new.max_body_size_bytes,
+            drain_grace_seconds: new.drain_grace_seconds,
+            header_read_timeout_ms: new.header_read_timeout_ms,
+            trusted_forwarders: new.trusted_forwarders.clone(),
+            ..self.clone()
+        }
+    }
+}
+
+/// What changed in `[proxy]` between two settings (see [`ProxySettings::changes`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyChanges {
+    /// Dotted keys a reload applies.
+    pub live: Vec<&'static str>,
+    /// Dotted keys that take effect only after a restart.
+    pub restart: Vec<&'static str>,
 }
 
 /// Lowest TLS protocol version accepted.
@@ -125,6 +249,7 @@ impl Default for ProxyTlsSettings {
 }
 
 /// `[health_check]`: defaults for health checks that leave a field unset, and limits.
+/// A reload (SIGHUP) applies all of them: probes whose timings change restart.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckSettings {
@@ -175,5 +300,37 @@ impl Default for CircuitBreakerSettings {
             default_success_threshold: 3,
             default_timeout_seconds: 60,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_split_live_keys_from_restart_keys() {
+        let old = ProxySettings::default();
+        assert_eq!(old.changes(&old.clone()), ProxyChanges::default());
+        let mut new = old.clone();
+        new.header_read_timeout_ms = 500;
+        new.connection_timeout_ms = 100;
+        new.drain_grace_seconds = 3;
+        new.tcp_nodelay = false;
+        new.tls.session_cache_size = 1;
+        let c = old.changes(&new);
+        assert_eq!(
+            c.live,
+            vec![
+                "proxy.connection_timeout_ms",
+                "proxy.drain_grace_seconds",
+                "proxy.header_read_timeout_ms"
+            ]
+        );
+        assert_eq!(c.restart, vec!["proxy.tcp_nodelay", "proxy.tls"]);
+        // After the reload the running settings have the live keys only.
+        let running = old.with_live_from(&new);
+        let left = running.changes(&new);
+        assert!(left.live.is_empty(), "{left:?}");
+        assert_eq!(left.restart, c.restart);
     }
 }

@@ -107,6 +107,7 @@ pub struct StorageSettings {
     pub data_dir: PathBuf,
     /// ChainFire/etcd endpoints, `http(s)://host:port` or `host:port`. Default empty;
     /// required when `backend = "chainfire"`. Env `FIBERLB_CHAINFIRE_ENDPOINTS` (comma separated).
+    /// Flag `--chainfire-endpoints` (repeated or comma separated).
     pub chainfire_endpoints: Vec<String>,
     /// ChainFire user name. Default none (no authentication). Needs `chainfire_password_file`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -67,6 +67,8 @@ fn file_then_env_then_flags() {
 #[test]
 fn every_flag_overrides() {
     let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
     let args = ServeArgs {
         config: Some(write_config(&dir, FILE)),
         grpc_addr: Some(addr("127.0.0.1:0")),
@@ -74,13 +76,23 @@ fn every_flag_overrides() {
         log_level: Some("warn".into()),
         data_dir: Some(dir.path().join("data")),
         store_backend: Some(StorageBackend::Memory),
+        chainfire_endpoints: vec!["cf-flag:2379".into()],
         node_id: Some("flag-node".into()),
+        gossip_addr: Some(addr("127.0.0.1:7946")),
+        peers: vec!["127.0.0.2:7946".into(), " 127.0.0.3:7946 ".into()],
+        cluster_key_file: Some(key.clone()),
+        probe_replicas: Some(3),
         bind_address: Some("127.0.0.9".parse().unwrap()),
         log_format: Some(LogFormat::Json),
     };
     let vars = env(&[
         ("FIBERLB_LOG_LEVEL", "error"),
         ("FIBERLB_STORE_BACKEND", "embedded"),
+        ("FIBERLB_CHAINFIRE_ENDPOINTS", "cf-env:2379"),
+        ("FIBERLB_GOSSIP_ADDR", "127.0.0.1:1"),
+        ("FIBERLB_PEERS", "127.0.0.1:2"),
+        ("FIBERLB_CLUSTER_KEY_FILE", "/nonexistent/env.key"),
+        ("FIBERLB_PROBE_REPLICAS", "1"),
     ]);
     let s = load_with_env(&args, &vars).unwrap();
     assert_eq!(s.server.grpc_addr, addr("127.0.0.1:0"));
@@ -90,6 +102,115 @@ fn every_flag_overrides() {
     assert_eq!(s.storage.data_dir, dir.path().join("data"));
     assert_eq!(s.cluster.node_id, "flag-node");
     assert_eq!(s.proxy.bind_address, Some("127.0.0.9".parse().unwrap()));
+    assert_eq!(s.storage.chainfire_endpoints, ["cf-flag:2379"]);
+    assert_eq!(s.cluster.gossip_addr, Some(addr("127.0.0.1:7946")));
+    assert_eq!(s.cluster.peers, ["127.0.0.2:7946", "127.0.0.3:7946"]);
+    assert_eq!(s.cluster.key_file, Some(key));
+    assert_eq!(s.cluster.probe_replicas, 3);
+}
+
+#[test]
+fn fleet_settings_from_env_beat_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    let file = "[cluster]\ngossip_addr = \"127.0.0.1:7000\"\npeers = [\"127.0.0.1:7001\"]\n\
+                key_file = \"/nonexistent/file.key\"\nprobe_replicas = 5\n";
+    let args = ServeArgs {
+        config: Some(write_config(&dir, file)),
+        ..ServeArgs::default()
+    };
+    let vars = env(&[
+        ("FIBERLB_GOSSIP_ADDR", "127.0.0.2:7946"),
+        ("FIBERLB_PEERS", " 127.0.0.3:7946, node-4.lb:7946 ,"),
+        ("FIBERLB_CLUSTER_KEY_FILE", key.to_str().unwrap()),
+        ("FIBERLB_PROBE_REPLICAS", "1"),
+    ]);
+    let s = load_with_env(&args, &vars).unwrap();
+    assert_eq!(s.cluster.gossip_addr, Some(addr("127.0.0.2:7946")));
+    assert_eq!(s.cluster.peers, ["127.0.0.3:7946", "node-4.lb:7946"]);
+    assert_eq!(s.cluster.key_file, Some(key));
+    assert_eq!(s.cluster.probe_replicas, 1);
+    // Without the variables the file's (missing) key file is the error, with its line.
+    let err = load_with_env(&args, &HashMap::new()).unwrap_err();
+    assert!(
+        matches!(&err, SettingsError::Invalid { key, origin: Origin::File { .. }, .. }
+            if key == "cluster.key_file"),
+        "{err:?}"
+    );
+    assert_eq!(err.line(), Some(4), "{err}");
+}
+
+#[test]
+fn bad_fleet_flag_values_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("cluster.key");
+    std::fs::write(&key, "00".repeat(32)).unwrap();
+    let gossip = || ServeArgs {
+        gossip_addr: Some(addr("127.0.0.1:0")),
+        cluster_key_file: Some(key.clone()),
+        ..ServeArgs::default()
+    };
+    let cases = [
+        (
+            ServeArgs {
+                peers: vec!["127.0.0.1:1".into(), "no-port".into()],
+                ..gossip()
+            },
+            "cluster.peers[1]",
+            "--peer",
+        ),
+        (
+            ServeArgs {
+                probe_replicas: Some(0),
+                ..ServeArgs::default()
+            },
+            "cluster.probe_replicas",
+            "--probe-replicas",
+        ),
+        (
+            ServeArgs {
+                cluster_key_file: Some(dir.path().join("missing.key")),
+                ..gossip()
+            },
+            "cluster.key_file",
+            "--cluster-key-file",
+        ),
+        (
+            ServeArgs {
+                store_backend: Some(StorageBackend::Chainfire),
+                chainfire_endpoints: vec!["ftp://cf-1".into()],
+                ..ServeArgs::default()
+            },
+            "storage.chainfire_endpoints[0]",
+            "--chainfire-endpoints",
+        ),
+    ];
+    for (args, key, flag) in cases {
+        let err = load_with_env(&args, &HashMap::new()).unwrap_err();
+        match &err {
+            SettingsError::Invalid {
+                key: k,
+                origin: Origin::Flag(f),
+                ..
+            } => {
+                assert_eq!(k, key, "{err}");
+                assert_eq!(f, flag, "{err}");
+            }
+            other => panic!("{flag}: expected a flag error, got {other:?}"),
+        }
+        assert!(err.to_string().contains(flag), "{err}");
+    }
+    // Gossip turned on by flag without a key: the key is what is missing.
+    let args = ServeArgs {
+        gossip_addr: Some(addr("127.0.0.1:0")),
+        ..ServeArgs::default()
+    };
+    let err = load_with_env(&args, &HashMap::new()).unwrap_err();
+    assert!(
+        matches!(&err, SettingsError::Invalid { key, .. } if key == "cluster.key_file"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -136,6 +257,16 @@ fn bad_env_value_names_the_variable() {
         // Type-correct but invalid: found by validation, still attributed to the variable.
         ("FIBERLB_LOG_LEVEL", "verbose", "logging.level"),
         ("FIBERLB_NODE_ID", "bad id", "cluster.node_id"),
+        ("FIBERLB_GOSSIP_ADDR", "127.0.0.1", "cluster.gossip_addr"),
+        ("FIBERLB_PROBE_REPLICAS", "two", "cluster.probe_replicas"),
+        ("FIBERLB_PROBE_REPLICAS", "0", "cluster.probe_replicas"),
+        // Peers without gossip: the list itself is the error (a bad entry: see the flags).
+        ("FIBERLB_PEERS", "127.0.0.1:1", "cluster.peers"),
+        (
+            "FIBERLB_CLUSTER_KEY_FILE",
+            "/nonexistent/cluster.key",
+            "cluster.key_file",
+        ),
         (
             "FIBERLB_CHAINFIRE_ENDPOINTS",
             "cf-1:2379,ftp://cf-2",
@@ -249,6 +380,20 @@ fn clap_flags() {
         "127.0.0.3",
         "--log-format",
         "json",
+        "--chainfire-endpoints",
+        "cf-1:2379,cf-2:2379",
+        "--chainfire-endpoints",
+        "cf-3:2379",
+        "--gossip-addr",
+        "127.0.0.1:7946",
+        "--peer",
+        "127.0.0.2:7946",
+        "--peer",
+        "127.0.0.3:7946,127.0.0.4:7946",
+        "--cluster-key-file",
+        "/etc/fiberlb/cluster.key",
+        "--probe-replicas",
+        "3",
     ])
     .unwrap();
     let a = cli.serve;
@@ -261,6 +406,20 @@ fn clap_flags() {
     assert_eq!(a.node_id.as_deref(), Some("n1"));
     assert_eq!(a.bind_address, Some("127.0.0.3".parse().unwrap()));
     assert_eq!(a.log_format, Some(LogFormat::Json));
+    assert_eq!(
+        a.chainfire_endpoints,
+        ["cf-1:2379", "cf-2:2379", "cf-3:2379"]
+    );
+    assert_eq!(a.gossip_addr, Some(addr("127.0.0.1:7946")));
+    assert_eq!(
+        a.peers,
+        ["127.0.0.2:7946", "127.0.0.3:7946", "127.0.0.4:7946"]
+    );
+    assert_eq!(
+        a.cluster_key_file,
+        Some(PathBuf::from("/etc/fiberlb/cluster.key"))
+    );
+    assert_eq!(a.probe_replicas, Some(3));
     let err = Cli::try_parse_from(["fiberlb", "--grpc-addr", "nope"])
         .err()
         .unwrap();

@@ -131,6 +131,7 @@ impl Settings {
             1024,
             1 << 20,
         )?;
+        in_range("proxy.worker_threads", p.worker_threads, 0, 1024)?;
         in_range("proxy.recv_buffer_size", p.recv_buffer_size, 1024, 64 << 20)?;
         in_range("proxy.send_buffer_size", p.send_buffer_size, 1024, 64 << 20)?;
         in_range(

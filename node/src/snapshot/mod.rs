@@ -7,6 +7,8 @@
 //! started with.
 
 mod build;
+#[cfg(test)]
+mod tests;
 mod watcher;
 
 pub use build::build;
@@ -36,8 +38,13 @@ pub struct PoolPlan {
 }
 
 impl PoolPlan {
-    /// Which backends may take a new connection now: enabled, active (not draining),
-    /// healthy; backups only when no primary can.
+    /// Which backends may serve now: enabled, active (not draining), healthy, circuit
+    /// closed; backups only when no primary can.
+    ///
+    /// Capacity (`max_connections`) is deliberately not part of it: a full backend is
+    /// still a working one, so it must neither bring in the backups nor make BGP withdraw
+    /// the VIP (which reads this mask). The data plane checks capacity at pick time
+    /// instead ([`PoolPlan::has_room`]), on the one backend the balancer chose.
     pub fn eligible(&self) -> Vec<bool> {
         let check = self.pool.has_active_check();
         crate::balance::eligible_mask(&self.endpoints, |i| {
@@ -45,6 +52,32 @@ impl PoolPlan {
                 && self.states[i].is_healthy(check)
                 && self.states[i].circuit_admits()
         })
+    }
+
+    /// The `max_connections` of backend `i` (`None` = unlimited, or no such backend).
+    pub fn max_connections(&self, i: usize) -> Option<u32> {
+        self.backends.get(i).and_then(|b| b.max_connections)
+    }
+
+    /// Whether backend `i` can take one more connection: its connections on this node
+    /// plus those the other fleet members gossiped are below its `max_connections`. Two
+    /// atomic loads, and only for a backend that has a limit.
+    pub fn has_room(&self, i: usize) -> bool {
+        self.states
+            .get(i)
+            .is_some_and(|s| s.stats.has_room(self.max_connections(i)))
+    }
+
+    /// Whether the pool turns new connections away for capacity alone: some backend is
+    /// [`eligible`](PoolPlan::eligible), and every eligible one is full. For the error
+    /// path (the message a client gets), not the hot path.
+    pub fn at_capacity(&self) -> bool {
+        let eligible = self.eligible();
+        eligible.iter().any(|e| *e)
+            && eligible
+                .iter()
+                .enumerate()
+                .all(|(i, e)| !*e || !self.has_room(i))
     }
 }
 

@@ -3,6 +3,14 @@
 //! backend id and outlives configuration snapshots, so a config change never resets a
 //! backend's connection count or health. The rules that change health live in
 //! [`crate::health`]; this module only holds the state.
+//!
+//! In a fleet a backend has two verdicts: this node's own (its active checks, when it
+//! probes the backend) and the routing verdict [`BackendState::verdict`], which merges in
+//! what the backend's probers gossip (see [`fleet::effective`]).
+
+mod fleet;
+
+pub use fleet::{effective, merge, FleetHealth};
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use fiberlb_api::model::{CircuitState, HealthStatus};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::BackendStats;
@@ -34,7 +43,12 @@ pub struct BackendState {
     id: String,
     /// Counters the balancers read.
     pub stats: Arc<BackendStats>,
+    /// This node's own active-check verdict.
     verdict: AtomicU8,
+    /// What the fleet says (gossip); empty on a single node.
+    fleet: fleet::FleetCell,
+    /// Woken when the own verdict changes, so the fleet layer gossips it at once.
+    changed: Arc<Notify>,
     /// Details of the active checks (and the last error, active or passive).
     details: Mutex<HealthRecord>,
     /// Passive failure counter and ejection.
@@ -51,11 +65,13 @@ pub struct BackendState {
 }
 
 impl BackendState {
-    fn new(id: &str) -> Self {
+    fn new(id: &str, changed: Arc<Notify>) -> Self {
         Self {
             id: id.to_string(),
             stats: Arc::default(),
             verdict: AtomicU8::new(0),
+            fleet: fleet::FleetCell::default(),
+            changed,
             details: Mutex::new(HealthRecord::default()),
             passive: PassiveState::default(),
             circuit: CircuitCell::default(),
@@ -65,23 +81,43 @@ impl BackendState {
         }
     }
 
-    /// The current verdict.
+    /// The routing verdict: this node's own merged with the fleet's ([`effective`]).
     pub fn verdict(&self) -> Verdict {
-        match self.verdict.load(Ordering::Relaxed) {
-            1 => Verdict::Healthy,
-            2 => Verdict::Unhealthy,
-            _ => Verdict::Unknown,
+        effective(self.own_verdict(), self.fleet.health())
+    }
+
+    /// This node's own verdict (its active checks; on a non-prober whatever it last had).
+    pub fn own_verdict(&self) -> Verdict {
+        fleet::verdict_of(self.verdict.load(Ordering::Relaxed))
+    }
+
+    /// Records this node's own verdict; a change wakes the fleet layer.
+    pub fn set_verdict(&self, v: Verdict) {
+        let prev = self.verdict.swap(fleet::verdict_code(v), Ordering::Relaxed);
+        if prev != fleet::verdict_code(v) {
+            self.changed.notify_one();
         }
     }
 
-    /// Records a verdict.
-    pub fn set_verdict(&self, v: Verdict) {
-        let n = match v {
-            Verdict::Unknown => 0,
-            Verdict::Healthy => 1,
-            Verdict::Unhealthy => 2,
-        };
-        self.verdict.store(n, Ordering::Relaxed);
+    /// What the fleet says about the backend (`None` on a single node or without checks).
+    pub fn fleet_health(&self) -> Option<FleetHealth> {
+        self.fleet.health()
+    }
+
+    /// Sets the fleet's input to the routing verdict.
+    pub fn set_fleet_health(&self, h: Option<FleetHealth>) {
+        self.fleet.set_health(h);
+    }
+
+    /// Other live members whose circuit breaker for this backend is open or half-open,
+    /// and whose passive health ejects it.
+    pub fn fleet_counts(&self) -> (u32, u32) {
+        self.fleet.counts()
+    }
+
+    /// Sets [`BackendState::fleet_counts`].
+    pub fn set_fleet_counts(&self, circuits_open: u32, ejecting: u32) {
+        self.fleet.set_counts(circuits_open, ejecting);
     }
 
     /// The backend id.
@@ -223,6 +259,7 @@ mod token_cell {
 #[derive(Debug, Default)]
 pub struct RuntimeState {
     backends: DashMap<String, Arc<BackendState>>,
+    changed: Arc<Notify>,
 }
 
 impl RuntimeState {
@@ -233,8 +270,14 @@ impl RuntimeState {
         }
         self.backends
             .entry(id.to_string())
-            .or_insert_with(|| Arc::new(BackendState::new(id)))
+            .or_insert_with(|| Arc::new(BackendState::new(id, self.changed.clone())))
             .clone()
+    }
+
+    /// Notified (one permit, so nothing is lost between waits) whenever a backend's own
+    /// verdict changes.
+    pub fn verdict_changes(&self) -> Arc<Notify> {
+        self.changed.clone()
     }
 
     /// The state of a backend if it is known.

@@ -348,6 +348,9 @@ impl CurrentBackend {
                 port: Some(b.port),
                 weight: Some(b.weight),
                 backup: Some(b.backup),
+                // Unlimited as an explicit 0: a document saying `maxConnections: 0`
+                // then matches it and plans no update.
+                max_connections: Some(b.max_connections.unwrap_or(0)),
                 enabled: Some(b.enabled),
                 metadata: Some(sorted(&b.metadata)),
             },

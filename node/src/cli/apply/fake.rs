@@ -245,6 +245,7 @@ impl Fake {
                     port: spec.port.unwrap_or(0),
                     weight: spec.weight.unwrap_or(1),
                     backup: spec.backup.unwrap_or(false),
+                    max_connections: spec.max_connections.filter(|m| *m > 0),
                     enabled: spec.enabled != Some(false),
                     metadata: requests::string_map(&spec.metadata),
                     status: pv::BackendStatus::Active as i32,
@@ -271,6 +272,9 @@ impl Fake {
                 b.port = delta.port.unwrap_or(b.port);
                 b.weight = delta.weight.unwrap_or(b.weight);
                 b.backup = delta.backup.unwrap_or(b.backup);
+                if let Some(m) = delta.max_connections {
+                    b.max_connections = Some(m).filter(|m| *m > 0);
+                }
                 b.enabled = delta.enabled.unwrap_or(b.enabled);
                 b.revision += 1;
             }

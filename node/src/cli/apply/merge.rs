@@ -176,6 +176,7 @@ pub fn merge_backend(cur: &BackendDoc, want: &BackendDoc) -> BackendDoc {
         port: pick(&cur.port, &want.port),
         weight: pick(&cur.weight, &want.weight),
         backup: pick(&cur.backup, &want.backup),
+        max_connections: pick(&cur.max_connections, &want.max_connections),
         enabled: pick(&cur.enabled, &want.enabled),
         metadata: pick(&cur.metadata, &want.metadata),
     }
@@ -205,6 +206,7 @@ pub fn delta_backend(desired: &BackendDoc, cur: &BackendDoc) -> Option<BackendDo
         port: changed(&desired.port, &cur.port),
         weight: changed(&desired.weight, &cur.weight),
         backup: changed(&desired.backup, &cur.backup),
+        max_connections: changed(&desired.max_connections, &cur.max_connections),
         enabled: changed(&desired.enabled, &cur.enabled),
         metadata: changed(&desired.metadata, &cur.metadata),
     };
@@ -212,6 +214,7 @@ pub fn delta_backend(desired: &BackendDoc, cur: &BackendDoc) -> Option<BackendDo
         || d.port.is_some()
         || d.weight.is_some()
         || d.backup.is_some()
+        || d.max_connections.is_some()
         || d.enabled.is_some()
         || d.metadata.is_some();
     any.then_some(d)

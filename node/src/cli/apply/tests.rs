@@ -21,7 +21,7 @@ loadBalancers:
     sessionPersistence: {mode: cookie, cookieName: SRV, ttlSeconds: 3600}
     circuitBreaker: {failureThreshold: 5, failureRateThreshold: 0.3}
     backends:
-    - {name: app-1, ip: 10.0.0.1, port: 8080}
+    - {name: app-1, ip: 10.0.0.1, port: 8080, maxConnections: 50}
     - {name: app-2, hostname: App2.Internal, port: 8080, weight: 3, backup: true}
   - name: static
     backends:
@@ -322,4 +322,49 @@ fn impossible_documents_fail_before_any_change() {
         plan(&doc, &f.current(), true),
         Err(PlanError::UnknownPool { .. })
     ));
+}
+
+#[test]
+fn backend_limits_are_applied_exported_and_cleared() {
+    let mut f = fake();
+    apply(&mut f, &Document::parse(DOC).unwrap(), false);
+    let limit = |f: &Fake| f.lbs[0].as_ref().unwrap().pools[0].1[0].max_connections;
+    assert_eq!(limit(&f), Some(50));
+    let exported = Document {
+        load_balancers: f
+            .current()
+            .into_iter()
+            .flatten()
+            .map(|c| export_lb(&c))
+            .collect(),
+    }
+    .to_yaml()
+    .unwrap();
+    assert_eq!(
+        exported.matches("maxConnections").count(),
+        1,
+        "only the limited backend carries it:\n{exported}"
+    );
+    assert!(exported.contains("maxConnections: 50"), "{exported}");
+
+    let raised = DOC.replace("maxConnections: 50", "maxConnections: 80");
+    let reports = apply(&mut f, &Document::parse(&raised).unwrap(), false);
+    assert_eq!(
+        lines(&reports)
+            .into_iter()
+            .filter(|l| l.starts_with("updated"))
+            .collect::<Vec<_>>(),
+        ["updated backend web/app/app-1"]
+    );
+    assert_eq!(limit(&f), Some(80));
+
+    // Leaving the field out keeps the limit; 0 clears it.
+    let omitted = DOC.replace(", maxConnections: 50", "");
+    let actions = plan(&Document::parse(&omitted).unwrap(), &f.current(), false).unwrap();
+    assert!(actions.iter().all(|a| a.op == Op::Nothing), "{actions:#?}");
+    let cleared = DOC.replace("maxConnections: 50", "maxConnections: 0");
+    apply(&mut f, &Document::parse(&cleared).unwrap(), false);
+    assert_eq!(limit(&f), None);
+    let actions = plan(&Document::parse(&cleared).unwrap(), &f.current(), false).unwrap();
+    assert!(actions.iter().all(|a| a.op == Op::Nothing), "{actions:#?}");
 }

@@ -41,7 +41,7 @@ impl AddressFlags {
 pub enum BackendCmd {
     /// Add a backend to a pool.
     #[command(
-        after_help = "Example:\n  fiberlb backend add --pool POOL --name app-1 --ip 10.0.0.1 --port 8080 --weight 2"
+        after_help = "Example:\n  fiberlb backend add --pool POOL --name app-1 --ip 10.0.0.1 --port 8080 --weight 2 --max-connections 500"
     )]
     Add {
         /// Pool id.
@@ -58,6 +58,10 @@ pub enum BackendCmd {
         /// Relative weight (default 1).
         #[arg(long)]
         weight: Option<u32>,
+        /// Most connections (L4) or in-flight requests (L7) the whole fleet may hold to
+        /// it; a full backend gets no new ones. 0 or absent = unlimited.
+        #[arg(long, value_name = "N")]
+        max_connections: Option<u32>,
         /// Metadata KEY=VALUE (repeatable).
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = key_value)]
         metadata: Vec<(String, String)>,
@@ -99,6 +103,9 @@ pub enum BackendCmd {
         /// New weight.
         #[arg(long)]
         weight: Option<u32>,
+        /// New connection limit, fleet-wide (0 = unlimited).
+        #[arg(long, value_name = "N")]
+        max_connections: Option<u32>,
         /// Enable (true) or disable (false) the backend.
         #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         enabled: Option<bool>,
@@ -179,6 +186,7 @@ pub const COLUMNS: &[Column] = &[
     Column::Field("HEALTHY", "/health_status/healthy"),
     Column::Field("ENABLED", "/enabled"),
     Column::Field("BACKUP", "/backup"),
+    Column::Field("MAX_CONNS", "/max_connections"),
 ];
 
 /// Columns of `backend health --pool`.
@@ -202,6 +210,7 @@ pub async fn run(api: Api, cmd: BackendCmd, fmt: Format) -> Result<(), CliError>
             address,
             port,
             weight,
+            max_connections,
             metadata,
             backup,
         } => {
@@ -216,6 +225,7 @@ pub async fn run(api: Api, cmd: BackendCmd, fmt: Format) -> Result<(), CliError>
                 weight,
                 metadata: to_map(&metadata),
                 backup,
+                max_connections,
             };
             print_object(fmt, &c.add_backend(req).await?.into_inner())
         }
@@ -263,6 +273,7 @@ pub async fn run(api: Api, cmd: BackendCmd, fmt: Format) -> Result<(), CliError>
             address,
             port,
             weight,
+            max_connections,
             enabled,
             backup,
             revision,
@@ -276,6 +287,7 @@ pub async fn run(api: Api, cmd: BackendCmd, fmt: Format) -> Result<(), CliError>
                 revision,
                 backup,
                 address: address.to_proto(),
+                max_connections,
             };
             print_object(fmt, &c.update_backend(req).await?.into_inner())
         }

@@ -50,6 +50,9 @@ impl LoadBalancerDoc {
             }
             for b in &mut p.backends {
                 map_opt(&mut b.metadata);
+                if b.max_connections == Some(0) {
+                    b.max_connections = None;
+                }
             }
         }
         for l in &mut self.listeners {

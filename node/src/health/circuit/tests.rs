@@ -282,9 +282,15 @@ fn a_config_change_keeps_the_state() {
 }
 
 #[test]
-fn from_model_is_none_unless_enabled_and_clamps_zeros() {
-    assert!(CircuitConfig::from_model(None).is_none());
-    assert!(CircuitConfig::from_model(Some(&CircuitBreakerConfig::default())).is_none());
+fn from_model_is_none_unless_enabled_and_zeros_take_the_node_defaults() {
+    let d = CircuitBreakerSettings {
+        default_failure_threshold: 9,
+        default_success_threshold: 4,
+        default_timeout_seconds: 120,
+    };
+    // Spec §3.7: no breaker unless the pool enables one, whatever the node defaults.
+    assert!(CircuitConfig::from_model(None, &d).is_none());
+    assert!(CircuitConfig::from_model(Some(&CircuitBreakerConfig::default()), &d).is_none());
     let m = CircuitBreakerConfig {
         enabled: true,
         failure_threshold: 0,
@@ -296,14 +302,22 @@ fn from_model_is_none_unless_enabled_and_clamps_zeros() {
         slow_call_rate_threshold: f32::NAN,
         half_open_max_requests: 0,
     };
-    let c = CircuitConfig::from_model(Some(&m)).expect("enabled");
-    assert_eq!(c.failure_threshold, 1);
-    assert_eq!(c.success_threshold, 1);
-    assert_eq!(c.open_for, Duration::from_secs(1));
+    let c = CircuitConfig::from_model(Some(&m), &d).expect("enabled");
+    assert_eq!(c.failure_threshold, 9);
+    assert_eq!(c.success_threshold, 4);
+    assert_eq!(c.open_for, Duration::from_secs(120));
     assert_eq!(c.failure_rate_threshold, 1.0);
     assert_eq!(c.min_request_volume, 1);
     assert_eq!(c.slow_call_rate_threshold, 0.0);
     assert_eq!(c.half_open_max_requests, 1);
+    // What the pool sets beats the node defaults.
+    let m = CircuitBreakerConfig {
+        enabled: true,
+        ..CircuitBreakerConfig::default()
+    };
+    let c = CircuitConfig::from_model(Some(&m), &d).expect("enabled");
+    assert_eq!((c.failure_threshold, c.success_threshold), (5, 3));
+    assert_eq!(c.open_for, Duration::from_secs(60));
 }
 
 #[test]

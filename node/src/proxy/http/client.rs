@@ -7,7 +7,8 @@
 //! backend address as URI authority, so the pool is per backend and the client's `Host`
 //! header goes through untouched; HTTP/2 requests carry the client's host as authority
 //! (it becomes `:authority`). Entries outlive configuration snapshots (that is the point
-//! of pooling) and are rebuilt only when the backend's address or TLS settings change.
+//! of pooling) and are rebuilt only when the backend's address or TLS settings change, or
+//! a configuration reload changed the connect or idle timeout ([`Dial`]).
 //!
 //! TLS to backends (re-encryption) is set by backend metadata, as the API has no fields
 //! for it yet (documented in docs/http.md):
@@ -77,10 +78,27 @@ struct Key {
     tls: Option<TlsKey>,
 }
 
+/// How backend connections are dialled and pooled (`[proxy] connection_timeout_ms` and
+/// `http_idle_timeout_seconds`, which SIGHUP may change).
+#[derive(Debug, Clone, Copy)]
+pub struct Dial {
+    /// Socket options, with the connect timeout (also the backend TLS handshake's).
+    pub sockets: SocketOptions,
+    /// Pooled idle connections are closed after this.
+    pub idle: Duration,
+    /// Bumped each time `sockets.connect_timeout` or `idle` change: an entry built for an
+    /// older generation is rebuilt on its next use by a connection with a newer one.
+    /// (Comparing the values instead would make old and new connections rebuild each
+    /// other's entries back and forth.)
+    pub generation: u64,
+}
+
 /// The clients of one backend.
 #[derive(Debug)]
 pub struct Entry {
     key: Key,
+    /// The [`Dial::generation`] it was built with.
+    generation: u64,
     /// HTTP/1.1.
     pub h1: Client<Connector, ProxyBody>,
     /// HTTP/2 only.
@@ -101,11 +119,9 @@ impl Entry {
 }
 
 /// Backend clients of the node, by backend id.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Clients {
     map: DashMap<String, Arc<Entry>>,
-    sockets: SocketOptions,
-    idle: Duration,
 }
 
 fn meta_true(b: &Backend, key: &str) -> bool {
@@ -115,21 +131,14 @@ fn meta_true(b: &Backend, key: &str) -> bool {
 }
 
 impl Clients {
-    /// Clients dialling with `sockets`, keeping idle connections for `idle`.
-    pub fn new(sockets: SocketOptions, idle: Duration) -> Self {
-        Clients {
-            map: DashMap::new(),
-            sockets,
-            idle,
-        }
-    }
-
-    /// The clients for `backend` at `addr` (built on first use or after a change).
+    /// The clients for `backend` at `addr` (built on first use, after a change of the
+    /// backend, or when `dial` is newer than the entry).
     pub fn get(
         &self,
         backend: &Backend,
         addr: SocketAddr,
         snapshot: &Snapshot,
+        dial: &Dial,
     ) -> Result<Arc<Entry>, ClientError> {
         let key = Key {
             addr,
@@ -137,11 +146,11 @@ impl Clients {
         };
         let h2_always = meta_true(backend, "http2");
         if let Some(e) = self.map.get(&backend.id) {
-            if e.key == key && e.h2_always == h2_always {
+            if e.key == key && e.h2_always == h2_always && e.generation >= dial.generation {
                 return Ok(e.clone());
             }
         }
-        let entry = Arc::new(self.build(backend, key, h2_always, snapshot)?);
+        let entry = Arc::new(Self::build(backend, key, h2_always, snapshot, dial)?);
         self.map.insert(backend.id.clone(), entry.clone());
         Ok(entry)
     }
@@ -152,11 +161,11 @@ impl Clients {
     }
 
     fn build(
-        &self,
         backend: &Backend,
         key: Key,
         h2_always: bool,
         snapshot: &Snapshot,
+        dial: &Dial,
     ) -> Result<Entry, ClientError> {
         let tls = match &key.tls {
             None => None,
@@ -183,23 +192,24 @@ impl Clients {
         let addr = key.addr;
         let connector = |h2: bool| Connector {
             addr,
-            sockets: self.sockets,
+            sockets: dial.sockets,
             tls: tls
                 .as_ref()
                 .map(|(name, c1, c2)| (if h2 { c2.clone() } else { c1.clone() }, name.clone())),
         };
         let mut b1 = Client::builder(TokioExecutor::new());
-        b1.pool_idle_timeout(self.idle)
+        b1.pool_idle_timeout(dial.idle)
             .pool_timer(TokioTimer::new())
             .set_host(false);
         let mut b2 = Client::builder(TokioExecutor::new());
-        b2.pool_idle_timeout(self.idle)
+        b2.pool_idle_timeout(dial.idle)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .set_host(false)
             .http2_only(true);
         Ok(Entry {
             key,
+            generation: dial.generation,
             h1: b1.build(connector(false)),
             h2: b2.build(connector(true)),
             h2_always,
@@ -274,8 +284,11 @@ impl tower::Service<Uri> for Connector {
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let (addr, sockets, tls) = (self.addr, self.sockets, self.tls.clone());
         Box::pin(async move {
-            let tcp = match tokio::time::timeout(sockets.connect_timeout, TcpStream::connect(addr))
-                .await
+            let tcp = match tokio::time::timeout(
+                sockets.connect_timeout,
+                crate::proxy::connect::open(addr, sockets),
+            )
+            .await
             {
                 Ok(r) => r?,
                 Err(_) => {
@@ -285,7 +298,6 @@ impl tower::Service<Uri> for Connector {
                     ))
                 }
             };
-            sockets.apply(&tcp);
             let stream = match tls {
                 None => BackendStream::Plain(tcp),
                 Some((connector, name)) => {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::{ClientIo, ConnShared, Timeouts};
 use super::service::{self, ConnCtx};
+use crate::proxy::context::LiveProxy;
 use crate::proxy::tls_termination;
 use crate::proxy::ProxyContext;
 
@@ -30,14 +31,54 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: CancellationToken,
 ) {
-    ctx.sockets.apply(&stream);
+    // TCP_NODELAY and keepalive came with the socket: accepted sockets inherit them from
+    // the listening socket (see `listeners::start_tcp`), no system calls per connection.
+    // A node drain waits until this is dropped: the response is then fully written.
+    let _open = ctx.http_connection();
+    // Limits and timeouts as of now, for the whole connection (a reload changes new ones).
+    let live = ctx.live();
     let Some(config) = tls else {
-        run(ctx, listener_id, stream, peer, false, None, false, stop).await;
+        run(
+            ctx,
+            live,
+            listener_id,
+            stream,
+            peer,
+            false,
+            None,
+            false,
+            stop,
+        )
+        .await;
         return;
     };
+    // Boxed: the handshake and TLS stream state would otherwise be part of every plain
+    // HTTP connection's task too (a task is as large as the largest state of its future).
+    Box::pin(serve_tls(
+        ctx,
+        live,
+        listener_id,
+        stream,
+        peer,
+        config,
+        stop,
+    ))
+    .await;
+}
+
+/// The HTTPS part of [`serve`]: handshake, then the same connection handling.
+async fn serve_tls(
+    ctx: ProxyContext,
+    live: Arc<LiveProxy>,
+    listener_id: Arc<str>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    stop: CancellationToken,
+) {
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     let stream = tokio::select! {
-        r = tokio::time::timeout(ctx.http.limits.head_timeout, accept) => match r {
+        r = tokio::time::timeout(live.http.limits.head_timeout, accept) => match r {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 metrics::counter!("fiberlb_tls_handshake_failures_total", "listener" => listener_id.to_string()).increment(1);
@@ -56,7 +97,18 @@ pub async fn serve(
     let h2 = server.alpn_protocol() == Some(b"h2");
     let subject =
         tls_termination::peer_subject(server).and_then(|s| HeaderValue::from_str(&s).ok());
-    run(ctx, listener_id, stream, peer, true, subject, h2, stop).await;
+    run(
+        ctx,
+        live,
+        listener_id,
+        stream,
+        peer,
+        true,
+        subject,
+        h2,
+        stop,
+    )
+    .await;
 }
 
 /// Drives a hyper connection until it ends, shutting it down gracefully on `stop`.
@@ -80,6 +132,7 @@ macro_rules! drive {
 #[allow(clippy::too_many_arguments)]
 async fn run<S>(
     ctx: ProxyContext,
+    live: Arc<LiveProxy>,
     listener_id: Arc<str>,
     stream: S,
     peer: SocketAddr,
@@ -90,7 +143,7 @@ async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let limits = ctx.http.limits;
+    let limits = live.http.limits;
     let shared = ConnShared::new();
     let timeouts = Timeouts {
         head: limits.head_timeout,
@@ -120,22 +173,25 @@ async fn run<S>(
         }
     };
     let shutdown = ctx.shutdown.clone();
-    let http = ctx.http.clone();
+    let builders = live.clone();
     let conn = Arc::new(ConnCtx {
         ctx,
+        live,
         listener_id: listener_id.clone(),
         peer,
         https,
         subject,
         shared,
     });
-    let svc = service_fn(move |req| service::handle(conn.clone(), req));
+    // Boxed, so an idle keep-alive connection does not carry a request's (large) state
+    // inline in hyper's dispatcher: it costs an allocation per request instead.
+    let svc = service_fn(move |req| Box::pin(service::handle(conn.clone(), req)));
     let io = TokioIo::new(io);
     let result = if h2 {
-        drive!(http.h2.serve_connection(io, svc), stop, shutdown)
+        drive!(builders.http.h2.serve_connection(io, svc), stop, shutdown)
     } else {
         drive!(
-            http.h1.serve_connection(io, svc).with_upgrades(),
+            builders.http.h1.serve_connection(io, svc).with_upgrades(),
             stop,
             shutdown
         )

@@ -7,6 +7,10 @@
 //! from the client does not by itself switch the backend to HTTP/2: most backends speak
 //! HTTP/1.1 only, and hyper converts between the two.
 //!
+//! Outcomes feed passive health and the backend's circuit breaker (connect failures,
+//! timeouts, protocol errors and 5xx answers fail; the time to the response head is the
+//! call's duration); a failure caused by the client, or a drain cut, counts for nothing.
+//!
 //! Retries: a request whose connect fails is sent once more to another backend if it is
 //! idempotent (GET, HEAD, OPTIONS, PUT, DELETE) and has no body in flight; nothing was
 //! sent, so it is safe. Other failures are never retried.
@@ -27,7 +31,8 @@ use super::respond::Reply;
 use super::service::{fail, host_of, ConnCtx};
 use super::tunnel;
 use crate::balance::PickContext;
-use crate::proxy::connect::{pick_addr, pool_plan, Picked};
+use crate::health::passive::{self, Outcome};
+use crate::proxy::connect::{count_full, pick_addr, pool_plan, Picked};
 use crate::resolve::Lookup;
 use crate::snapshot::{PoolPlan, Snapshot};
 use fiberlb_api::model::Listener;
@@ -84,7 +89,7 @@ pub async fn forward(
     let grpc = is_grpc(req.headers());
     let host = host_of(&req).map(str::to_string);
     let (parts, incoming) = req.into_parts();
-    let limits = conn.ctx.http.limits;
+    let limits = conn.live.http.limits;
     let mut body = RequestBody::new(incoming, limits.max_body, record.body.clone());
     // A chunked HTTP/1 body: read its first chunk before anything goes to a backend, so a
     // malformed one is refused with 400 instead of reaching the backend half-sent.
@@ -126,9 +131,16 @@ pub async fn forward(
     let mut last_err: Option<String> = None;
     loop {
         let picked = match pinned.take() {
-            Some(i) => {
+            Some(i) if plan.has_room(i) => {
                 eligible[i] = false;
                 resolve(&plan, i, conn)
+            }
+            // A sticky client whose backend is at its max_connections is balanced
+            // afresh (and re-pinned by the response's cookie): there is no queue to wait in.
+            Some(i) => {
+                eligible[i] = false;
+                count_full(&plan, i);
+                continue;
             }
             None => pick_addr(&plan, &mut eligible, &pick_ctx, &conn.ctx.resolver),
         };
@@ -141,7 +153,18 @@ pub async fn forward(
             Picked::Nothing => break,
         };
         let backend = &plan.backends[i];
-        let entry = match conn.ctx.http.clients.get(backend, addr, snapshot) {
+        // The circuit breaker may refuse (half-open with its probe slots taken); asked
+        // before the body is taken, so the next backend can still get it.
+        let Some(admission) = passive::admit(&plan.states[i]) else {
+            last_err = Some(format!("backend {}: circuit breaker open", backend.name));
+            continue;
+        };
+        let entry = match conn
+            .ctx
+            .http
+            .clients
+            .get(backend, addr, snapshot, &conn.live.http.dial)
+        {
             Ok(e) => e,
             Err(e) => {
                 last_err = Some(e.to_string());
@@ -158,6 +181,7 @@ pub async fn forward(
             subject: conn.subject.as_ref(),
             upgrade,
             h2_backend: h2,
+            keep_forwarded_for: conn.live.trusts_forwarded_from(client_ip),
         };
         let send_body = body.take().unwrap_or_else(body::empty);
         let breq = match backend_request(&parts, &entry, addr, h2, &fwd, send_body) {
@@ -178,6 +202,7 @@ pub async fn forward(
         let mut resp = match result {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) if e.is_connect() => {
+                admission.finish(Outcome::ConnectFailed);
                 metrics::counter!("fiberlb_backend_connect_failures_total", "backend" => backend.id.clone()).increment(1);
                 let why = format!(
                     "connecting to backend {} ({addr}): {}",
@@ -208,6 +233,8 @@ pub async fn forward(
                         "reading the request body from the client failed",
                     )
                 } else {
+                    // Only this one is the backend's fault.
+                    admission.finish(Outcome::Reset);
                     (StatusCode::BAD_GATEWAY, "backend protocol error")
                 };
                 return fail(
@@ -221,6 +248,7 @@ pub async fn forward(
                 );
             }
             Err(_) => {
+                admission.finish(Outcome::Timeout);
                 return fail(
                     record,
                     StatusCode::GATEWAY_TIMEOUT,
@@ -231,7 +259,15 @@ pub async fn forward(
                 );
             }
         };
-        plan.states[i].stats.observe_latency(started.elapsed());
+        let took = started.elapsed();
+        plan.states[i].stats.observe_latency(took);
+        // Passive health and the circuit breaker: 5xx answers count as failures, and the
+        // time to the response head is what the slow-call rule measures.
+        admission.finish(if resp.status().is_server_error() {
+            Outcome::ServerError(resp.status().as_u16())
+        } else {
+            Outcome::Success(took)
+        });
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
             let Some(client_side) = client_upgrade else {
@@ -277,6 +313,20 @@ pub async fn forward(
     }
     match last_err {
         Some(why) => fail(record, StatusCode::BAD_GATEWAY, why),
+        None if plan.at_capacity() => {
+            let why = format!(
+                "pool {} is at capacity: every backend has reached its max_connections",
+                plan.pool.name
+            );
+            let mut reply = fail(record, StatusCode::SERVICE_UNAVAILABLE, why);
+            // Tells the client it is load, not an outage (without naming the pool).
+            reply.resp = super::respond::fixed(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                bytes::Bytes::from_static(b"503 Service Unavailable: the pool is at capacity\n"),
+            );
+            reply
+        }
         None => fail(
             record,
             StatusCode::SERVICE_UNAVAILABLE,

@@ -91,6 +91,9 @@ pub struct Forwarded<'a> {
     pub upgrade: bool,
     /// The backend speaks HTTP/2: the host travels as `:authority`, not `Host`.
     pub h2_backend: bool,
+    /// The client is a trusted forwarder: its `X-Forwarded-For` chain is kept and
+    /// appended to; otherwise the chain restarts at the client.
+    pub keep_forwarded_for: bool,
 }
 
 /// The headers to send to the backend, built from the client's.
@@ -115,7 +118,9 @@ pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
             continue;
         }
         if *name == X_FORWARDED_FOR {
-            xff.push(value.as_bytes());
+            if f.keep_forwarded_for {
+                xff.push(value.as_bytes());
+            }
             continue;
         }
         if *name == X_FORWARDED_PROTO
@@ -236,6 +241,7 @@ mod tests {
             subject: None,
             upgrade: false,
             h2_backend: false,
+            keep_forwarded_for: true,
         };
         let out = to_backend(&src, &f);
         for gone in [
@@ -255,6 +261,13 @@ mod tests {
         assert_eq!(out["x-request-id"], "abc");
         assert_eq!(out["host"], "app.example.com");
         assert_eq!(out["accept"], "*/*");
+
+        // From an untrusted client the chain restarts at the client.
+        let untrusted = Forwarded {
+            keep_forwarded_for: false,
+            ..f
+        };
+        assert_eq!(to_backend(&src, &untrusted)["x-forwarded-for"], "192.0.2.7");
     }
 
     #[test]
@@ -273,6 +286,7 @@ mod tests {
             subject: None,
             upgrade: true,
             h2_backend: false,
+            keep_forwarded_for: true,
         };
         assert!(wants_upgrade(&src));
         let out = to_backend(&src, &f);

@@ -210,6 +210,11 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
         out.put_slice(&self.buf[..n]);
         self.buf.advance(n);
         self.ready -= n;
+        if self.buf.is_empty() {
+            // Give the allocation back: an idle keep-alive connection then holds no
+            // buffer here, and the next request allocates just its own size.
+            self.buf = BytesMut::new();
+        }
     }
 
     /// Scans what was read; on a refusal swaps in a request hyper answers with 400.
@@ -235,8 +240,9 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
     /// Reads once from the socket into the buffer and scans it. `Ready(Ok)` when bytes
     /// arrived or the socket reached EOF; `Pending` with the deadline armed.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let mut rb = ReadBuf::new(&mut chunk);
+        // Uninitialised: zeroing 8 KiB per read showed in profiles.
+        let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut rb = ReadBuf::uninit(&mut chunk);
         match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
             Poll::Pending => return self.poll_deadline(cx),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -36,6 +36,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+pub use client::Dial;
 pub use conn::serve;
 
 use crate::proxy::connect::SocketOptions;
@@ -49,7 +50,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const HYPER_MIN_BUF: usize = 8192;
 
 /// Request limits and client-side timeouts from `[proxy]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request head, bytes (431 above).
     pub max_header: usize,
@@ -62,37 +63,37 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-/// State of the L7 data plane shared by all HTTP listeners of a node; it outlives
-/// configuration snapshots (pooled backend connections, persistence tables).
-pub struct HttpShared {
-    /// Limits and timeouts.
-    pub limits: Limits,
-    /// Defaults for TLS termination.
-    pub tls_defaults: ProxyTlsSettings,
-    clients: client::Clients,
-    sticky: DashMap<String, Arc<persist::Sticky>>,
-    h1: hyper::server::conn::http1::Builder,
-    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
-}
-
-impl std::fmt::Debug for HttpShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpShared")
-            .field("limits", &self.limits)
-            .field("sticky_pools", &self.sticky.len())
-            .finish()
-    }
-}
-
-impl HttpShared {
-    /// Builds the shared state from `[proxy]`.
-    pub fn new(s: &ProxySettings, sockets: SocketOptions) -> Self {
-        let limits = Limits {
+impl Limits {
+    /// The limits `[proxy]` sets.
+    pub fn from_settings(s: &ProxySettings) -> Self {
+        Limits {
             max_header: s.max_header_size_bytes.max(1024),
             max_body: (s.max_body_size_bytes > 0).then_some(s.max_body_size_bytes),
             head_timeout: s.header_read_timeout().max(Duration::from_millis(1)),
             idle_timeout: s.http_idle_timeout().max(Duration::from_millis(1)),
-        };
+        }
+    }
+}
+
+/// The part of the L7 configuration that SIGHUP may change: limits, timeouts, how backend
+/// connections are dialled, and hyper's server builders configured for those limits.
+/// A connection takes one of these when it starts and keeps it to the end, so a reload
+/// changes new connections only.
+#[derive(Debug, Clone)]
+pub struct HttpLive {
+    /// Limits and timeouts.
+    pub limits: Limits,
+    /// Dialling and pooling of backend connections.
+    pub dial: Dial,
+    h1: hyper::server::conn::http1::Builder,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+}
+
+impl HttpLive {
+    /// Builds the values from `[proxy]`; backend connections are dialled with `sockets`,
+    /// and `generation` orders successive versions (see [`Dial::generation`]).
+    pub fn new(s: &ProxySettings, sockets: SocketOptions, generation: u64) -> Self {
+        let limits = Limits::from_settings(s);
         let mut h1 = hyper::server::conn::http1::Builder::new();
         // Our own wrapper times heads and idle connections (see `io`).
         h1.timer(TokioTimer::new())
@@ -105,13 +106,43 @@ impl HttpShared {
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header).unwrap_or(u32::MAX));
-        HttpShared {
+        HttpLive {
             limits,
-            tls_defaults: s.tls.clone(),
-            clients: client::Clients::new(sockets, s.http_idle_timeout()),
-            sticky: DashMap::new(),
+            dial: Dial {
+                sockets,
+                idle: s.http_idle_timeout(),
+                generation,
+            },
             h1,
             h2,
+        }
+    }
+}
+
+/// State of the L7 data plane shared by all HTTP listeners of a node; it outlives
+/// configuration snapshots (pooled backend connections, persistence tables).
+pub struct HttpShared {
+    /// Defaults for TLS termination.
+    pub tls_defaults: ProxyTlsSettings,
+    clients: client::Clients,
+    sticky: DashMap<String, Arc<persist::Sticky>>,
+}
+
+impl std::fmt::Debug for HttpShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpShared")
+            .field("sticky_pools", &self.sticky.len())
+            .finish()
+    }
+}
+
+impl HttpShared {
+    /// Builds the shared state from `[proxy]`.
+    pub fn new(s: &ProxySettings) -> Self {
+        HttpShared {
+            tls_defaults: s.tls.clone(),
+            clients: client::Clients::default(),
+            sticky: DashMap::new(),
         }
     }
 

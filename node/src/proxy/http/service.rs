@@ -17,6 +17,7 @@ use super::headers::{self, X_REQUEST_ID};
 use super::io::ConnShared;
 use super::respond::{self, Reply};
 use super::route::{RequestView, Route};
+use crate::proxy::context::LiveProxy;
 use crate::proxy::ProxyContext;
 use crate::snapshot::Snapshot;
 
@@ -24,6 +25,8 @@ use crate::snapshot::Snapshot;
 pub struct ConnCtx {
     /// The node's proxy context.
     pub ctx: ProxyContext,
+    /// Limits, timeouts and backend dialling as of the connection's start.
+    pub live: Arc<LiveProxy>,
     /// The listener the connection came in on.
     pub listener_id: Arc<str>,
     /// The client.
@@ -133,7 +136,7 @@ async fn dispatch(
             "CONNECT is not proxied".into(),
         );
     }
-    if let Some(max) = conn.ctx.http.limits.max_body {
+    if let Some(max) = conn.live.http.limits.max_body {
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

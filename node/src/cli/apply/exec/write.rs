@@ -186,6 +186,7 @@ impl Executor<'_> {
             weight: spec.weight,
             metadata: requests::string_map(&spec.metadata),
             backup: spec.backup,
+            max_connections: spec.max_connections.filter(|m| *m > 0),
         };
         let r = self
             .api
@@ -219,6 +220,7 @@ impl Executor<'_> {
             revision: self.rev(id),
             backup: delta.backup,
             address: requests::address(delta),
+            max_connections: delta.max_connections,
         };
         let r = self
             .api

@@ -70,6 +70,7 @@ fn plan_with(
             status: BackendStatus::Active,
             enabled: true,
             backup: false,
+            max_connections: None,
             metadata: BTreeMap::new(),
             drain_deadline: None,
             remove_after_drain: false,
