@@ -7,6 +7,7 @@
 mod active;
 mod circuit;
 mod dns_grpc;
+mod passive;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};

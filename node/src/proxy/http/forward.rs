@@ -235,6 +235,21 @@ pub async fn forward(
                 } else {
                     // Only this one is the backend's fault.
                     admission.finish(Outcome::Reset);
+                    // No response head came back (the backend died or reset the
+                    // connection mid-request): an idempotent request without a body is
+                    // safe to send again, to another backend (as HAProxy's
+                    // `retry-on empty-response`), so a backend dying under load fails no
+                    // client request.
+                    if retryable && sends < MAX_SENDS {
+                        let why = format!(
+                            "backend {} ({addr}) closed without a response: {}",
+                            backend.name,
+                            error_chain(&e)
+                        );
+                        tracing::debug!(request_id = %record.request_id, reason = %why, "retrying on another backend");
+                        last_err = Some(why);
+                        continue;
+                    }
                     (StatusCode::BAD_GATEWAY, "backend protocol error")
                 };
                 return fail(
