@@ -42,6 +42,39 @@ pub enum ConnectError {
     },
 }
 
+impl ConnectError {
+    /// The `reason` label of `fiberlb_connections_rejected_total` for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoPool => "no_pool",
+            Self::PoolUnavailable(_) => "pool_unavailable",
+            Self::NoHealthyBackend(_) => "no_healthy_backend",
+            Self::AtCapacity(_) => "at_capacity",
+            Self::Failed { .. } => "connect_failed",
+        }
+    }
+}
+
+/// Counts a client connection (or UDP flow) that got no backend, and says why in the
+/// log: at WARN at most once a second per process, DEBUG otherwise, so a dead or full
+/// pool under load does not flood the log; the counter has every one.
+pub fn reject(listener: &str, client: SocketAddr, reason: &'static str, e: &dyn std::fmt::Display) {
+    use std::sync::atomic::AtomicU64;
+    static LAST_WARN_MS: AtomicU64 = AtomicU64::new(0);
+    metrics::counter!("fiberlb_connections_rejected_total", "listener" => listener.to_string(), "reason" => reason).increment(1);
+    let now = fiberlb_api::model::now_ms();
+    let last = LAST_WARN_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 1000
+        && LAST_WARN_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(listener, %client, error = %e, "no backend for connection (more within 1 s are logged at DEBUG; see fiberlb_connections_rejected_total)");
+    } else {
+        tracing::debug!(listener, %client, error = %e, "no backend for connection");
+    }
+}
+
 /// A connected backend, holding its active-connection count until dropped.
 #[derive(Debug)]
 pub struct BackendConn {

@@ -59,7 +59,8 @@ pub async fn handle(
     let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets_now()).await {
         Ok(b) => b,
         Err(e) => {
-            tracing::warn!(listener = %l.name, sni = ?hello.sni, client = %peer, error = %e, "no backend for TLS connection");
+            tracing::debug!(listener = %l.name, sni = ?hello.sni, "no backend for TLS connection");
+            super::connect::reject(&l.id, peer, e.reason(), &e);
             return;
         }
     };

@@ -29,7 +29,7 @@ pub async fn handle(ctx: &ProxyContext, listener_id: &str, client: TcpStream, pe
     let backend = match connect(&snapshot, pool, peer, &ctx.resolver, sockets).await {
         Ok(b) => b,
         Err(e) => {
-            tracing::warn!(listener = %l.name, lb = %lb.name, client = %peer, error = %e, "no backend for connection");
+            super::connect::reject(&l.id, peer, e.reason(), &e);
             return;
         }
     };

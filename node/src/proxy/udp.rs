@@ -90,9 +90,7 @@ pub async fn serve(
                     active.decrement(1.0);
                 });
             }
-            Err(e) => {
-                tracing::warn!(listener = %listener_id, %client, error = %e, "no backend for udp flow")
-            }
+            Err(e) => super::connect::reject(&listener_id, client, "no_backend", &e),
         }
     }
 }
