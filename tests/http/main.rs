@@ -6,6 +6,7 @@ mod bulk;
 mod common;
 mod forwarded;
 mod hostile;
+mod keepalive;
 mod protocols;
 mod routing;
 mod tls;

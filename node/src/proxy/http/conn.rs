@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderValue;
 use hyper::service::service_fn;
@@ -141,7 +142,7 @@ async fn run<S>(
     alpn_h2: bool,
     stop: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
 {
     let limits = live.http.limits;
     let shared = ConnShared::new();
@@ -181,22 +182,81 @@ async fn run<S>(
         peer,
         https,
         subject,
-        shared,
+        shared: shared.clone(),
     });
     // Boxed, so an idle keep-alive connection does not carry a request's (large) state
     // inline in hyper's dispatcher: it costs an allocation per request instead.
-    let svc = service_fn(move |req| Box::pin(service::handle(conn.clone(), req)));
-    let io = TokioIo::new(io);
-    let result = if h2 {
-        drive!(builders.http.h2.serve_connection(io, svc), stop, shutdown)
-    } else {
-        drive!(
-            builders.http.h1.serve_connection(io, svc).with_upgrades(),
+    let svc = {
+        let conn = conn.clone();
+        service_fn(move |req| Box::pin(service::handle(conn.clone(), req)))
+    };
+    if h2 {
+        let result = drive!(
+            builders.http.h2.serve_connection(TokioIo::new(io), svc),
             stop,
             shutdown
-        )
-    };
-    if let Err(e) = result {
-        tracing::debug!(listener = %listener_id, client = %peer, error = %e, "client connection ended with an error");
+        );
+        if let Err(e) = result {
+            tracing::debug!(listener = %listener_id, client = %peer, error = %e, "client connection ended with an error");
+        }
+        return;
+    }
+    // HTTP/1: one hyper connection per busy period. When the connection idles with
+    // nothing buffered, hyper is let go (its buffers freed) and the bare socket waits here
+    // for the next request, or for the idle timeout.
+    loop {
+        let (park_tx, park_rx) = tokio::sync::oneshot::channel();
+        io.park_into(PARK_AFTER, park_tx);
+        let result = drive!(
+            builders
+                .http
+                .h1
+                .serve_connection(TokioIo::new(io), svc.clone())
+                .with_upgrades(),
+            stop,
+            shutdown
+        );
+        if let Err(e) = result {
+            tracing::debug!(listener = %listener_id, client = %peer, error = %e, "client connection ended with an error");
+            return;
+        }
+        // Handed back only when the connection ended by parking.
+        let Ok(parked) = park_rx.await else { return };
+        let idle_deadline = shared.idle_since() + timeouts.idle;
+        tokio::select! {
+            r = parked.io.wait_readable() => if r.is_err() { return },
+            _ = tokio::time::sleep_until(idle_deadline) => {
+                tracing::debug!(client = %peer, "closing client connection: idle timeout");
+                return;
+            }
+            _ = stop.cancelled() => return,
+            _ = shutdown.cancelled() => return,
+        }
+        io = ClientIo::resume(parked, shared.clone(), timeouts, peer);
+    }
+}
+
+/// How long an HTTP/1 keep-alive connection idles before hyper lets go of it (see
+/// `ClientIo::park_into`): long enough that a busy connection never pays for a new
+/// hyper connection, short enough that idle ones cost no buffers.
+const PARK_AFTER: Duration = Duration::from_millis(250);
+
+/// A client socket that can wait for data without a buffer.
+pub(crate) trait WaitReadable {
+    /// Resolves when a read would make progress (data, EOF or an error).
+    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+impl WaitReadable for TcpStream {
+    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        self.readable()
+    }
+}
+
+impl WaitReadable for tokio_rustls::server::TlsStream<TcpStream> {
+    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+        // rustls holds no undelivered plaintext here: the connection was parked only
+        // after a read came back empty-handed.
+        self.get_ref().0.readable()
     }
 }

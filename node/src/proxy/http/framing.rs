@@ -67,6 +67,9 @@ pub(crate) struct Framing {
     max_head: usize,
     /// The connection opened with the HTTP/2 preface.
     h2: bool,
+    /// Complete request heads passed so far (compared with the requests hyper has
+    /// dispatched, to know that hyper holds no request that is not yet being served).
+    heads: u64,
 }
 
 impl Framing {
@@ -76,6 +79,7 @@ impl Framing {
             state: State::Start,
             max_head,
             h2: false,
+            heads: 0,
         }
     }
 
@@ -92,6 +96,11 @@ impl Framing {
     /// Whether the connection opened with the HTTP/2 preface (h2c prior knowledge).
     pub(crate) fn saw_h2(&self) -> bool {
         self.h2
+    }
+
+    /// Complete request heads passed to hyper so far.
+    pub(crate) fn heads(&self) -> u64 {
+        self.heads
     }
 
     /// Whether everything passes unchecked now.
@@ -131,7 +140,10 @@ impl Framing {
                     }
                 }
                 State::Head => match self.head(rest)? {
-                    Some(len) => *ready += len,
+                    Some(len) => {
+                        *ready += len;
+                        self.heads += 1;
+                    }
                     None => return Ok(()),
                 },
                 State::Body(left) | State::ChunkData(left) => {

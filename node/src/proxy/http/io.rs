@@ -71,7 +71,7 @@ impl ConnShared {
         self.tunnel.store(true, Ordering::Release);
     }
 
-    fn idle_since(&self) -> Instant {
+    pub(crate) fn idle_since(&self) -> Instant {
         self.start + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire))
     }
 }
@@ -99,9 +99,30 @@ pub(crate) struct Timeouts {
     pub idle: Duration,
 }
 
+/// A keep-alive connection taken back from hyper while it idles (see
+/// [`ClientIo::park_into`]): the socket and the framing state, no buffers.
+pub(crate) struct Parked<S> {
+    /// The client socket.
+    pub io: S,
+    framing: Framing,
+}
+
+/// Where a parked connection is handed back, and after how much idleness.
+struct Park<S> {
+    after: Duration,
+    to: tokio::sync::oneshot::Sender<Parked<S>>,
+}
+
 /// The client socket wrapped for hyper. See the module documentation.
 pub(crate) struct ClientIo<S> {
-    io: S,
+    /// `None` only while being dropped after a park.
+    io: Option<S>,
+    park: Option<Park<S>>,
+    /// Hyper was told EOF so that it lets go of an idle connection; the socket goes back
+    /// through `park` when hyper drops this.
+    parked: bool,
+    /// When this continued a parked connection (parks are at least `after` apart).
+    resumed_at: Option<Instant>,
     shared: Arc<ConnShared>,
     framing: Framing,
     /// Read from the socket, not yet handed on; `buf[..ready]` is validated.
@@ -133,7 +154,10 @@ impl<S> ClientIo<S> {
             framing.passthrough();
         }
         ClientIo {
-            io,
+            io: Some(io),
+            park: None,
+            parked: false,
+            resumed_at: None,
             shared,
             framing,
             buf: BytesMut::new(),
@@ -146,6 +170,62 @@ impl<S> ClientIo<S> {
             armed: None,
             peer,
         }
+    }
+
+    /// Continues a parked connection: the framing state is kept, the buffers are new.
+    pub(crate) fn resume(
+        parked: Parked<S>,
+        shared: Arc<ConnShared>,
+        timeouts: Timeouts,
+        peer: std::net::SocketAddr,
+    ) -> Self {
+        let mut io = ClientIo::new(parked.io, shared, 0, timeouts, false, peer);
+        io.framing = parked.framing;
+        io.resumed_at = Some(Instant::now());
+        io
+    }
+
+    /// Lets hyper go when the connection has idled `after` between requests with nothing
+    /// buffered: hyper reads EOF and ends its connection (freeing its read and write
+    /// buffers, ~16 KiB), and the socket is sent to `to` to wait for the next request
+    /// without any buffer. HTTP/1 only (an HTTP/2 connection is never idle this way).
+    pub(crate) fn park_into(
+        &mut self,
+        after: Duration,
+        to: tokio::sync::oneshot::Sender<Parked<S>>,
+    ) {
+        self.park = Some(Park { after, to });
+    }
+
+    /// When an idle connection is handed back, if it may be.
+    fn park_at(&self) -> Option<Instant> {
+        let park = self.park.as_ref()?;
+        let idle = !self.framing.is_passthrough()
+            && !self.poisoned
+            && !self.eof
+            && self.buf.is_empty()
+            && self.framing.between_requests()
+            && self.shared.served.load(Ordering::Relaxed) > 0
+            // Every head hyper got is being (or was) served: hyper holds no request it
+            // has parsed but not dispatched yet (it reads ahead before it dispatches).
+            && self.shared.served.load(Ordering::Acquire) == self.framing.heads()
+            && self.shared.in_flight.load(Ordering::Acquire) == 0
+            && !self.shared.tunnel.load(Ordering::Acquire);
+        let since = match self.resumed_at {
+            Some(r) => r.max(self.shared.idle_since()),
+            None => self.shared.idle_since(),
+        };
+        idle.then(|| since + park.after)
+    }
+
+    fn io_mut(&mut self) -> io::Result<Pin<&mut S>>
+    where
+        S: Unpin,
+    {
+        self.io
+            .as_mut()
+            .map(Pin::new)
+            .ok_or_else(|| io::Error::other("the connection was handed back"))
     }
 
     /// When the pending read must give up, if at all.
@@ -171,9 +251,16 @@ impl<S> ClientIo<S> {
 
     /// Called when the socket has nothing: arms the timer for the current deadline.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(deadline) = self.deadline() else {
+        let park = self.park_at();
+        let Some(deadline) = self.deadline().into_iter().chain(park).min() else {
             return Poll::Pending;
         };
+        if park == Some(deadline) && Instant::now() >= deadline {
+            // EOF for hyper, which then ends the connection and drops us (see `Drop`).
+            self.parked = true;
+            self.eof = true;
+            return Poll::Ready(Ok(()));
+        }
         if Instant::now() >= deadline {
             return Poll::Ready(Err(self.timed_out()));
         }
@@ -182,6 +269,11 @@ impl<S> ClientIo<S> {
             self.armed = Some(deadline);
         }
         match self.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) if park == Some(deadline) => {
+                self.parked = true;
+                self.eof = true;
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(()) => Poll::Ready(Err(self.timed_out())),
             Poll::Pending => Poll::Pending,
         }
@@ -243,7 +335,11 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
         // Uninitialised: zeroing 8 KiB per read showed in profiles.
         let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
         let mut rb = ReadBuf::uninit(&mut chunk);
-        match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+        let io = match self.io_mut() {
+            Ok(io) => io,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        match io.poll_read(cx, &mut rb) {
             Poll::Pending => return self.poll_deadline(cx),
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) => {}
@@ -309,7 +405,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
                 return Poll::Ready(Ok(()));
             }
             if this.framing.is_passthrough() && !this.poisoned && this.buf.is_empty() {
-                return match Pin::new(&mut this.io).poll_read(cx, out) {
+                let io = match this.io_mut() {
+                    Ok(io) => io,
+                    Err(e) => return Poll::Ready(Err(e)),
+                };
+                return match io.poll_read(cx, out) {
                     Poll::Pending => this.poll_deadline(cx),
                     ready => ready,
                 };
@@ -327,7 +427,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
+        match self.io_mut() {
+            Ok(io) => io.poll_write(cx, data),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_write_vectored(
@@ -335,19 +438,45 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        match self.io_mut() {
+            Ok(io) => io.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.as_ref().is_some_and(|io| io.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        match self.io_mut() {
+            Ok(io) => io.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        if self.parked {
+            // Not closed: the socket goes back to wait for the next request.
+            return Poll::Ready(Ok(()));
+        }
+        match self.io_mut() {
+            Ok(io) => io.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl<S> Drop for ClientIo<S> {
+    fn drop(&mut self) {
+        if !self.parked {
+            return;
+        }
+        if let (Some(park), Some(io)) = (self.park.take(), self.io.take()) {
+            let framing = std::mem::replace(&mut self.framing, Framing::new(0));
+            // The receiver is gone only if the connection task is ending: then so is this.
+            let _ = park.to.send(Parked { io, framing });
+        }
     }
 }
 

@@ -1,0 +1,111 @@
+//! Idle keep-alive connections: the node lets hyper go after a short idle spell and waits
+//! on the bare socket; the next request on the same connection must be served as usual,
+//! over plain HTTP and over TLS, and the idle timeout must still close it.
+
+use crate::common::*;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Sends one `GET` on `s` and reads one response (head + `content-length` body).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    path: &str,
+) -> anyhow::Result<String> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse())
+                .transpose()?
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                anyhow::ensure!(head.starts_with("http/1.1 200"), "status line: {head}");
+                return Ok(String::from_utf8_lossy(&got[end + 4..end + 4 + len]).into_owned());
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await??;
+        anyhow::ensure!(n > 0, "connection closed after {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_serves_again_and_still_times_out() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("app").await?;
+        let mut lb = start_with("[proxy]\nhttp_idle_timeout_seconds = 2\n").await?;
+        let pool = lb.pool("app", &[b.addr]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+
+        let mut s = TcpStream::connect(addr).await?;
+        assert_eq!(exchange(&mut s, "/1").await?, "app");
+        // Idle past the park delay (250 ms), several times over: same connection each time.
+        for i in 2..5 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            assert_eq!(
+                exchange(&mut s, &format!("/{i}")).await?,
+                "app",
+                "request {i}"
+            );
+        }
+        // Two requests in one write (pipelined) after a park.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.write_all(b"GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await?;
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let answers = |b: &[u8]| b.windows(12).filter(|w| *w == b"HTTP/1.1 200").count();
+        while answers(&all) < 2 || !all.ends_with(b"\r\n\r\napp") {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await??;
+            anyhow::ensure!(n > 0, "closed during pipelined answers");
+            all.extend_from_slice(&chunk[..n]);
+        }
+        // Still parked-idle: the idle timeout (2 s) closes it.
+        let started = Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(6), s.read(&mut chunk)).await??;
+        assert_eq!(n, 0, "the server closes an idle connection");
+        let took = started.elapsed();
+        println!("idle keep-alive connection closed {took:?} after its last answer");
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+            "closed after {took:?}, idle timeout 2 s"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_idle_https_keep_alive_connection_serves_again() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("secure").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("secure", &[b.addr]).await?;
+        let c = fixtures::self_signed(&["app.example.com"]);
+        let id = lb.cert("app", &c.cert_pem, &c.key_pem).await?;
+        let mut req = fixtures::listener("", "", pb::ListenerProtocol::Https, 0);
+        req.default_pool_id = Some(pool.clone());
+        req.tls_config = Some(pb::TlsConfig {
+            certificate_id: id,
+            ..Default::default()
+        });
+        let (_, addr) = lb.listener_with(req).await?;
+        let cfg = tls_client(&[&c.cert_pem], &[b"http/1.1"], None)?;
+        let mut s = tls_connect(addr, "app.example.com", cfg).await?;
+        for i in 0..4 {
+            assert_eq!(
+                exchange(&mut s, &format!("/{i}")).await?,
+                "secure",
+                "request {i}"
+            );
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        Ok(())
+    })
+    .await
+}
