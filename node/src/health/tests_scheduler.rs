@@ -16,7 +16,6 @@ use tokio::sync::watch;
 
 use super::scheduler::{apply, Supervisor};
 use super::{report, CheckError, Outcome, PolicyDefaults, Timings};
-use crate::balance::Endpoint;
 use crate::fleet::{Assignment, ProbeShard};
 use crate::resolve::{Resolver, ResolverConfig};
 use crate::settings::{CircuitBreakerSettings, HealthCheckSettings};
@@ -87,25 +86,7 @@ pub(crate) fn backend(id: &str, pool: &str, addr: SocketAddr) -> Backend {
 }
 
 pub(crate) fn plan(rt: &RuntimeState, pool: Pool, backends: Vec<Backend>) -> Arc<PoolPlan> {
-    let states: Vec<_> = backends.iter().map(|b| rt.backend(&b.id)).collect();
-    let endpoints: Vec<Endpoint> = backends
-        .iter()
-        .zip(&states)
-        .map(|(b, s)| Endpoint {
-            id: b.id.as_str().into(),
-            weight: 1,
-            backup: false,
-            stats: s.stats.clone(),
-        })
-        .collect();
-    let balancer = crate::balance::build(pool.algorithm, &endpoints);
-    Arc::new(PoolPlan {
-        pool,
-        backends,
-        states,
-        endpoints,
-        balancer,
-    })
+    Arc::new(PoolPlan::new(pool, backends, rt))
 }
 
 pub(crate) fn snapshot(revision: u64, plans: Vec<Arc<PoolPlan>>) -> Snapshot {

@@ -9,7 +9,6 @@ use fiberlb_api::repo::{decode, Stored};
 use fiberlb_api::store::KeyValue;
 
 use super::{PoolPlan, Snapshot};
-use crate::balance::Endpoint;
 use crate::proxy::http::route::RouteTable;
 use crate::state::RuntimeState;
 
@@ -59,28 +58,9 @@ pub fn build(revision: u64, kvs: &[KeyValue], state: &RuntimeState) -> Snapshot 
     for pool in collect::<Pool>(kvs, "fiberlb/pools/") {
         let mut backends = by_pool.remove(&pool.id).unwrap_or_default();
         backends.sort_by(|a, b| a.id.cmp(&b.id));
-        let states: Vec<_> = backends.iter().map(|b| state.backend(&b.id)).collect();
-        let endpoints: Vec<Endpoint> = backends
-            .iter()
-            .zip(&states)
-            .map(|(b, s)| Endpoint {
-                id: b.id.as_str().into(),
-                weight: b.weight,
-                backup: b.backup,
-                stats: s.stats.clone(),
-            })
-            .collect();
-        let balancer = crate::balance::build(pool.algorithm, &endpoints);
-        let id = pool.id.clone();
         pools.insert(
-            id,
-            Arc::new(PoolPlan {
-                pool,
-                backends,
-                states,
-                endpoints,
-                balancer,
-            }),
+            pool.id.clone(),
+            Arc::new(PoolPlan::new(pool, backends, state)),
         );
     }
     state.retain(|id| {

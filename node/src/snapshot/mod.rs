@@ -38,6 +38,30 @@ pub struct PoolPlan {
 }
 
 impl PoolPlan {
+    /// The plan of `pool` over `backends` (in the order given; the snapshot sorts them by
+    /// id), with each backend's runtime state from `state` and the pool's balancer.
+    pub fn new(pool: Pool, backends: Vec<Backend>, state: &crate::state::RuntimeState) -> Self {
+        let states: Vec<_> = backends.iter().map(|b| state.backend(&b.id)).collect();
+        let endpoints: Vec<Endpoint> = backends
+            .iter()
+            .zip(&states)
+            .map(|(b, s)| Endpoint {
+                id: b.id.as_str().into(),
+                weight: b.weight,
+                backup: b.backup,
+                stats: s.stats.clone(),
+            })
+            .collect();
+        let balancer = crate::balance::build(pool.algorithm, &endpoints);
+        PoolPlan {
+            pool,
+            backends,
+            states,
+            endpoints,
+            balancer,
+        }
+    }
+
     /// Which backends may serve now: enabled, active (not draining), healthy, circuit
     /// closed; backups only when no primary can.
     ///

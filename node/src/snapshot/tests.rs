@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use fiberlb_api::model::{Algorithm, Backend, BackendAddress, BackendStatus, Pool, Scope};
 
 use super::PoolPlan;
-use crate::balance::Endpoint;
 use crate::state::RuntimeState;
 
 fn scope() -> Scope {
@@ -55,25 +54,7 @@ fn plan(rt: &RuntimeState, backends: Vec<Backend>) -> PoolPlan {
         updated_at: 0,
         revision: 0,
     };
-    let states: Vec<_> = backends.iter().map(|b| rt.backend(&b.id)).collect();
-    let endpoints: Vec<Endpoint> = backends
-        .iter()
-        .zip(&states)
-        .map(|(b, s)| Endpoint {
-            id: b.id.as_str().into(),
-            weight: b.weight,
-            backup: b.backup,
-            stats: s.stats.clone(),
-        })
-        .collect();
-    let balancer = crate::balance::build(pool.algorithm, &endpoints);
-    PoolPlan {
-        pool,
-        backends,
-        states,
-        endpoints,
-        balancer,
-    }
+    PoolPlan::new(pool, backends, rt)
 }
 
 #[test]

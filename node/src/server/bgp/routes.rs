@@ -96,7 +96,6 @@ mod tests {
     };
 
     use super::*;
-    use crate::balance::Endpoint;
     use crate::snapshot::PoolPlan;
     use crate::state::{RuntimeState, Verdict};
 
@@ -195,25 +194,7 @@ mod tests {
                 revision: 0,
             })
             .collect();
-        let states: Vec<_> = backends.iter().map(|b| state.backend(&b.id)).collect();
-        let endpoints: Vec<Endpoint> = backends
-            .iter()
-            .zip(&states)
-            .map(|(b, s)| Endpoint {
-                id: b.id.as_str().into(),
-                weight: 1,
-                backup: false,
-                stats: s.stats.clone(),
-            })
-            .collect();
-        let balancer = crate::balance::build(Algorithm::RoundRobin, &endpoints);
-        PoolPlan {
-            pool,
-            backends,
-            states,
-            endpoints,
-            balancer,
-        }
+        PoolPlan::new(pool, backends, state)
     }
 
     fn snapshot(

@@ -10,7 +10,7 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::HeaderValue;
 
 use super::{token_of, Sticky, DEFAULT_COOKIE_NAME};
-use crate::balance::{Endpoint, PickContext};
+use crate::balance::PickContext;
 use crate::snapshot::PoolPlan;
 use crate::state::{RuntimeState, Verdict};
 
@@ -79,25 +79,7 @@ fn plan_with(
             revision: 1,
         })
         .collect();
-    let states: Vec<_> = backends.iter().map(|b| runtime.backend(&b.id)).collect();
-    let endpoints: Vec<Endpoint> = backends
-        .iter()
-        .zip(&states)
-        .map(|(b, s)| Endpoint {
-            id: b.id.as_str().into(),
-            weight: 1,
-            backup: false,
-            stats: s.stats.clone(),
-        })
-        .collect();
-    let balancer = crate::balance::build(Algorithm::RoundRobin, &endpoints);
-    PoolPlan {
-        pool,
-        backends,
-        states,
-        endpoints,
-        balancer,
-    }
+    PoolPlan::new(pool, backends, &runtime)
 }
 
 fn plan(mode: PersistenceMode, cookie_name: Option<&str>, ttl_seconds: u32) -> PoolPlan {
