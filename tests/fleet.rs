@@ -473,3 +473,119 @@ async fn gossip_drops(node: &Node) -> anyhow::Result<std::collections::HashMap<S
     }
     Ok(out)
 }
+
+/// A port free on every one of `ips`.
+fn port_free_on_all(ips: &[std::net::IpAddr]) -> anyhow::Result<u16> {
+    loop {
+        let p = free_port(ips[0], false)?;
+        if ips[1..]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok())
+        {
+            return Ok(p);
+        }
+    }
+}
+
+/// Issue 6: etcd stopped for 10 s under traffic through all three nodes: no connection
+/// fails, a write gets Unavailable, and after etcd returns a change made through node C
+/// reaches every node.
+#[tokio::test]
+async fn a_ten_second_store_outage_under_traffic_fails_nothing_and_then_changes_flow_again(
+) -> anyhow::Result<()> {
+    bounded(async {
+        let mut etcd = Etcd::start().await?;
+        let echo = tcp_echo(b"").await?;
+        let (nodes, ips, _dirs) = fleet(&etcd, 3).await?;
+        let mut a = nodes[0].admin()?;
+        let lb =
+            a.lb.create_load_balancer(fixtures::lb("outage3", "acme"))
+                .await?
+                .into_inner()
+                .id;
+        let pool = a
+            .pool
+            .create_pool(fixtures::pool(&lb, "p"))
+            .await?
+            .into_inner()
+            .id;
+        a.backend
+            .add_backend(backend(&pool, "e", ip("127.0.0.1"), u32::from(echo.addr.port())))
+            .await?;
+        let port = port_free_on_all(&ips)?;
+        let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
+        req.default_pool_id = Some(pool.clone());
+        a.listener.create_listener(req).await?;
+        let fronts: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        for f in &fronts {
+            wait_tcp(*f, Duration::from_secs(10)).await?;
+        }
+
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let traffic = {
+            let (stop, fronts) = (stop.clone(), fronts.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                let mut i = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let f = fronts[i % fronts.len()];
+                    i += 1;
+                    match echo_roundtrip(f, b"through the outage").await {
+                        Ok(()) => ok += 1,
+                        Err(e) => failed.push(format!("{f}: {e}")),
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (ok, failed)
+            })
+        };
+
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        etcd.stop().await;
+        let outage = std::time::Instant::now();
+        let mut b = nodes[1].admin()?;
+        let err = b
+            .lb
+            .create_load_balancer(fixtures::lb("during", "acme"))
+            .await
+            .expect_err("store is down");
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        tokio::time::sleep(Duration::from_secs(10).saturating_sub(outage.elapsed())).await;
+        etcd.restart().await?;
+        println!("etcd was down for {:?}", outage.elapsed());
+
+        // A change through node C once writes work again; every node serves it.
+        let mut c = nodes[2].admin()?;
+        let port2 = port_free_on_all(&ips)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut req = fixtures::listener(&lb, "t2", pb::ListenerProtocol::Tcp, port2 as u32);
+            req.default_pool_id = Some(pool.clone());
+            match c.listener.create_listener(req).await {
+                Ok(_) => break,
+                Err(e) => anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "writes through node C never recovered: {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let written = std::time::Instant::now();
+        for ip in &ips {
+            let addr = SocketAddr::new(*ip, port2);
+            wait_tcp(addr, Duration::from_secs(15)).await?;
+            echo_roundtrip(addr, b"caught up").await?;
+        }
+        println!(
+            "a listener added through node C after the outage served on all three nodes {:?} after its write",
+            written.elapsed()
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed) = traffic.await?;
+        println!("{ok} connections through the three nodes during the test, {} failed", failed.len());
+        assert!(ok > 100, "traffic flowed: {ok}");
+        assert!(failed.is_empty(), "failed connections: {failed:?}");
+        Ok(())
+    })
+    .await
+}
