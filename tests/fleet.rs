@@ -118,36 +118,12 @@ async fn config_written_through_one_node_is_served_by_every_node() -> anyhow::Re
         let (nodes, ips, _dirs) = fleet(&etcd, 3).await?;
         let mut a = nodes[0].admin()?;
         let mut b = nodes[1].admin()?;
-        let lb =
-            a.lb.create_load_balancer(fixtures::lb("shared", "acme"))
-                .await?
-                .into_inner()
-                .id;
-        let pool = a
-            .pool
-            .create_pool(fixtures::pool(&lb, "p"))
-            .await?
-            .into_inner()
-            .id;
-        let backend_id = a
-            .backend
-            .add_backend(backend(&pool, "e", ip("127.0.0.1"), u32::from(one.addr.port())))
-            .await?
-            .into_inner()
-            .id;
-        // One port free on every address.
-        let port = loop {
-            let p = free_port(ips[0], false)?;
-            if ips[1..]
-                .iter()
-                .all(|ip| std::net::TcpListener::bind((*ip, p)).is_ok())
-            {
-                break p;
-            }
-        };
-        let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
-        req.default_pool_id = Some(pool.clone());
-        a.listener.create_listener(req).await?;
+        let Shared {
+            lb,
+            backend_id,
+            port,
+            ..
+        } = shared_tcp_service(&mut a, "shared", one.addr, &ips).await?;
         // The other nodes' APIs see it, and every node serves it.
         let got =
             b.lb.get_load_balancer(pb::GetLoadBalancerRequest { lb_id: lb.clone() })
@@ -487,6 +463,58 @@ fn port_free_on_all(ips: &[std::net::IpAddr]) -> anyhow::Result<u16> {
     }
 }
 
+/// An LB served by every node of a fleet: one pool with one backend, one TCP listener.
+struct Shared {
+    lb: String,
+    pool: String,
+    backend_id: String,
+    /// The listener's port, free on every node's address.
+    port: u16,
+}
+
+/// Creates a [`Shared`] service through `api`, sending to `backend`.
+async fn shared_tcp_service(
+    api: &mut fiberlb_tests::Clients,
+    name: &str,
+    backend_addr: SocketAddr,
+    ips: &[std::net::IpAddr],
+) -> anyhow::Result<Shared> {
+    let lb = api
+        .lb
+        .create_load_balancer(fixtures::lb(name, "acme"))
+        .await?
+        .into_inner()
+        .id;
+    let pool = api
+        .pool
+        .create_pool(fixtures::pool(&lb, "p"))
+        .await?
+        .into_inner()
+        .id;
+    let ip_text = backend_addr.ip().to_string();
+    let backend_id = api
+        .backend
+        .add_backend(backend(
+            &pool,
+            "e",
+            ip(&ip_text),
+            u32::from(backend_addr.port()),
+        ))
+        .await?
+        .into_inner()
+        .id;
+    let port = port_free_on_all(ips)?;
+    let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
+    req.default_pool_id = Some(pool.clone());
+    api.listener.create_listener(req).await?;
+    Ok(Shared {
+        lb,
+        pool,
+        backend_id,
+        port,
+    })
+}
+
 /// Issue 6: etcd stopped for 10 s under traffic through all three nodes: no connection
 /// fails, a write gets Unavailable, and after etcd returns a change made through node C
 /// reaches every node.
@@ -498,24 +526,8 @@ async fn a_ten_second_store_outage_under_traffic_fails_nothing_and_then_changes_
         let echo = tcp_echo(b"").await?;
         let (nodes, ips, _dirs) = fleet(&etcd, 3).await?;
         let mut a = nodes[0].admin()?;
-        let lb =
-            a.lb.create_load_balancer(fixtures::lb("outage3", "acme"))
-                .await?
-                .into_inner()
-                .id;
-        let pool = a
-            .pool
-            .create_pool(fixtures::pool(&lb, "p"))
-            .await?
-            .into_inner()
-            .id;
-        a.backend
-            .add_backend(backend(&pool, "e", ip("127.0.0.1"), u32::from(echo.addr.port())))
-            .await?;
-        let port = port_free_on_all(&ips)?;
-        let mut req = fixtures::listener(&lb, "t", pb::ListenerProtocol::Tcp, port as u32);
-        req.default_pool_id = Some(pool.clone());
-        a.listener.create_listener(req).await?;
+        let Shared { lb, pool, port, .. } =
+            shared_tcp_service(&mut a, "outage3", echo.addr, &ips).await?;
         let fronts: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
         for f in &fronts {
             wait_tcp(*f, Duration::from_secs(10)).await?;
