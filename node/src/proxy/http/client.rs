@@ -99,7 +99,9 @@ pub struct Entry {
     key: Key,
     /// The [`Dial::generation`] it was built with.
     generation: u64,
-    /// HTTP/1.1.
+    /// HTTP/1.1, ours: every request but upgrades and HTTP/2 ones.
+    pub http1: super::h1client::Client,
+    /// HTTP/1.1, hyper's: upgrades (hyper hands over the upgraded connection).
     pub h1: Client<Connector, ProxyBody>,
     /// HTTP/2 only.
     pub h2: Client<Connector, ProxyBody>,
@@ -121,8 +123,13 @@ impl Entry {
 /// Backend clients of the node, by backend id.
 #[derive(Debug, Default)]
 pub struct Clients {
-    map: DashMap<String, Arc<Entry>>,
+    map: Arc<DashMap<String, Arc<Entry>>>,
+    /// Set once the task closing stale idle connections runs.
+    sweeper: std::sync::OnceLock<()>,
 }
+
+/// How often idle backend connections are checked (timed out, or closed by the backend).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 fn meta_true(b: &Backend, key: &str) -> bool {
     b.metadata
@@ -152,7 +159,30 @@ impl Clients {
         }
         let entry = Arc::new(Self::build(backend, key, h2_always, snapshot, dial)?);
         self.map.insert(backend.id.clone(), entry.clone());
+        self.sweeper.get_or_init(|| self.spawn_sweeper());
         Ok(entry)
+    }
+
+    /// Closes stale idle connections of our HTTP/1 clients every [`SWEEP_EVERY`] (hyper's
+    /// clients run their own idle timers), until the node's clients are dropped.
+    fn spawn_sweeper(&self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let map = Arc::downgrade(&self.map);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(map) = map.upgrade() else { break };
+                let entries: Vec<Arc<Entry>> = map.iter().map(|e| e.value().clone()).collect();
+                drop(map);
+                for e in entries {
+                    e.http1.purge();
+                }
+            }
+        });
     }
 
     /// Forgets the clients of backends for which `keep` is false.
@@ -210,6 +240,7 @@ impl Clients {
         Ok(Entry {
             key,
             generation: dial.generation,
+            http1: super::h1client::Client::new(connector(false), dial.idle),
             h1: b1.build(connector(false)),
             h2: b2.build(connector(true)),
             h2_always,
@@ -282,35 +313,57 @@ impl tower::Service<Uri> for Connector {
     }
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
-        let (addr, sockets, tls) = (self.addr, self.sockets, self.tls.clone());
-        Box::pin(async move {
-            let tcp = match tokio::time::timeout(
-                sockets.connect_timeout,
-                crate::proxy::connect::open(addr, sockets),
-            )
-            .await
-            {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connect timed out after {:?}", sockets.connect_timeout),
-                    ))
-                }
-            };
-            let stream = match tls {
-                None => BackendStream::Plain(tcp),
-                Some((connector, name)) => {
-                    let s =
-                        tokio::time::timeout(sockets.connect_timeout, connector.connect(name, tcp))
-                            .await
-                            .map_err(|_| {
-                                io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
-                            })??;
-                    BackendStream::Tls(Box::new(s))
-                }
-            };
-            Ok(TokioIo::new(stream))
+        let this = self.clone();
+        Box::pin(async move { this.dial().await.map(TokioIo::new) })
+    }
+}
+
+impl Connector {
+    /// A plain-TCP connector to `addr` (tests of the clients).
+    #[cfg(test)]
+    pub fn plain(addr: SocketAddr) -> Self {
+        Connector {
+            addr,
+            sockets: SocketOptions {
+                nodelay: true,
+                keepalive: None,
+                connect_timeout: Duration::from_secs(2),
+            },
+            tls: None,
+        }
+    }
+
+    /// A new connection to the backend: TCP with our socket options, then TLS when
+    /// configured, each bounded by the connect timeout.
+    pub async fn dial(&self) -> io::Result<BackendStream> {
+        let (addr, sockets) = (self.addr, self.sockets);
+        let tcp = match tokio::time::timeout(
+            sockets.connect_timeout,
+            crate::proxy::connect::open(addr, sockets),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", sockets.connect_timeout),
+                ))
+            }
+        };
+        Ok(match &self.tls {
+            None => BackendStream::Plain(tcp),
+            Some((connector, name)) => {
+                let s = tokio::time::timeout(
+                    sockets.connect_timeout,
+                    connector.connect(name.clone(), tcp),
+                )
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
+                BackendStream::Tls(Box::new(s))
+            }
         })
     }
 }

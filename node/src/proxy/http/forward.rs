@@ -191,24 +191,19 @@ pub async fn forward(
         let active = Active::new(plan.states[i].clone());
         let close = plan.states[i].close_token();
         let started = Instant::now();
-        let client = if h2 { &entry.h2 } else { &entry.h1 };
         sends += 1;
         let result = tokio::select! {
-            r = tokio::time::timeout(backend_timeout, client.request(breq)) => r,
+            r = tokio::time::timeout(backend_timeout, send(&entry, h2 || upgrade, breq)) => r,
             _ = close.cancelled() => {
                 return fail(record, StatusCode::BAD_GATEWAY, format!("backend {} was closed (drain deadline or removal)", backend.name));
             }
         };
-        let mut resp = match result {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) if e.is_connect() => {
+        let sent = match result {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(e)) if e.connect => {
                 admission.finish(Outcome::ConnectFailed);
                 metrics::counter!("fiberlb_backend_connect_failures_total", "backend" => backend.id.clone()).increment(1);
-                let why = format!(
-                    "connecting to backend {} ({addr}): {}",
-                    backend.name,
-                    error_chain(&e)
-                );
+                let why = format!("connecting to backend {} ({addr}): {}", backend.name, e.why);
                 tracing::debug!(request_id = %record.request_id, reason = %why, "backend connect failed");
                 last_err = Some(why);
                 if retryable && sends < MAX_SENDS {
@@ -243,8 +238,7 @@ pub async fn forward(
                     if retryable && sends < MAX_SENDS {
                         let why = format!(
                             "backend {} ({addr}) closed without a response: {}",
-                            backend.name,
-                            error_chain(&e)
+                            backend.name, e.why
                         );
                         tracing::debug!(request_id = %record.request_id, reason = %why, "retrying on another backend");
                         last_err = Some(why);
@@ -255,11 +249,7 @@ pub async fn forward(
                 return fail(
                     record,
                     status,
-                    format!(
-                        "{side}: backend {} ({addr}): {}",
-                        backend.name,
-                        error_chain(&e)
-                    ),
+                    format!("{side}: backend {} ({addr}): {}", backend.name, e.why),
                 );
             }
             Err(_) => {
@@ -274,6 +264,22 @@ pub async fn forward(
                 );
             }
         };
+        // hyper's answer to an upgrade keeps its connection for the tunnel.
+        let (backend_upgrade, resp): (
+            Option<hyper::upgrade::OnUpgrade>,
+            http::Response<ProxyBody>,
+        ) = match sent {
+            Sent::Hyper(mut r) => {
+                let up = (r.status() == StatusCode::SWITCHING_PROTOCOLS)
+                    .then(|| hyper::upgrade::on(&mut r));
+                let r = r.map(|b| {
+                    b.map_err(|e| -> super::BoxError { Box::new(e) })
+                        .boxed_unsync()
+                });
+                (up, r)
+            }
+            Sent::Own(r) => (None, r.map(BodyExt::boxed_unsync)),
+        };
         let took = started.elapsed();
         plan.states[i].stats.observe_latency(took);
         // Passive health and the circuit breaker: 5xx answers count as failures, and the
@@ -285,14 +291,13 @@ pub async fn forward(
         });
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
-            let Some(client_side) = client_upgrade else {
+            let (Some(client_side), Some(backend_side)) = (client_upgrade, backend_upgrade) else {
                 return fail(
                     record,
                     StatusCode::BAD_GATEWAY,
                     "backend switched protocols unasked".into(),
                 );
             };
-            let backend_side = hyper::upgrade::on(&mut resp);
             conn.shared.set_tunnel();
             let idle = Duration::from_millis(u64::from(listener.timeout_client_ms.max(1)));
             tunnel::spawn(
@@ -317,9 +322,6 @@ pub async fn forward(
             }
             s.on_response(&plan, i, &rparts, now);
         }
-        let rbody: ProxyBody = rbody
-            .map_err(|e| -> super::BoxError { Box::new(e) })
-            .boxed_unsync();
         return Reply {
             resp: http::Response::from_parts(rparts, rbody),
             active: Some(active),
@@ -347,6 +349,50 @@ pub async fn forward(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no healthy backend in pool {}", plan.pool.name),
         ),
+    }
+}
+
+/// A backend's answer, from our HTTP/1 client or hyper's (HTTP/2, upgrades).
+enum Sent {
+    Own(http::Response<super::h1client::BackendBody>),
+    Hyper(http::Response<Incoming>),
+}
+
+/// Why a request got no answer from a backend.
+struct SendFailed {
+    /// No connection could be made: nothing was sent.
+    connect: bool,
+    /// The error and its causes.
+    why: String,
+}
+
+/// Sends `req` to the backend of `entry`: through hyper's clients when `hyper` (HTTP/2 or
+/// an upgrade), else through ours.
+async fn send(entry: &Entry, hyper: bool, req: Request<ProxyBody>) -> Result<Sent, SendFailed> {
+    if hyper {
+        let client = if req.version() == Version::HTTP_2 {
+            &entry.h2
+        } else {
+            &entry.h1
+        };
+        client
+            .request(req)
+            .await
+            .map(Sent::Hyper)
+            .map_err(|e| SendFailed {
+                connect: e.is_connect(),
+                why: error_chain(&e),
+            })
+    } else {
+        entry
+            .http1
+            .send(req)
+            .await
+            .map(Sent::Own)
+            .map_err(|e| SendFailed {
+                connect: e.is_connect(),
+                why: error_chain(&e),
+            })
     }
 }
 

@@ -1,0 +1,305 @@
+//! Our HTTP/1.1 client towards backends, for every forwarded request that is not an
+//! upgrade and not HTTP/2 (hyper's pooled client still serves those).
+//!
+//! Why not hyper's client: it drives each backend connection from a task of its own, so
+//! every request hops from the client connection's task to the backend connection's task
+//! and back (request, response head, and each body chunk through channels). Here the
+//! client connection's task writes the request and reads the response itself, straight
+//! from a pooled socket: one task, no channels, and the same system calls HAProxy makes
+//! (measured: about 3 µs less CPU per keep-alive request on one core).
+//!
+//! The exchange: take an idle connection (or dial one), write the head with as much of
+//! the body as is ready, keep uploading the body while watching for the response head
+//! (a backend may answer early, e.g. 413, before reading it all), skip interim 1xx
+//! responses, and return the head with a body that reads the rest ([`BackendBody`]).
+//! A reused connection that turns out closed before any response byte came back (the
+//! backend's keep-alive timeout raced us) is retried once on a fresh connection, when no
+//! body byte had been taken from the client yet.
+
+mod body;
+mod decode;
+mod encode;
+mod pool;
+#[cfg(test)]
+mod tests;
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use http::{Method, Request, Response};
+use hyper::body::Body;
+use tokio::io::AsyncWrite;
+
+pub use body::BackendBody;
+use body::Conn;
+use decode::{Parsed, ProtoError};
+use encode::BodyFraming;
+use pool::IdlePool;
+
+use super::body::ProxyBody;
+use super::client::Connector;
+use super::BoxError;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Request bytes buffered ahead of the socket while uploading a body.
+const MAX_PENDING: usize = 64 * 1024;
+
+/// Why a request got no response head.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection to the backend could be made (nothing was sent: safe to retry).
+    #[error("connect: {0}")]
+    Connect(io::Error),
+    /// Writing the request or reading the response failed.
+    #[error("{0}")]
+    Io(io::Error),
+    /// The backend closed the connection before a complete response head.
+    #[error("connection closed before a response head")]
+    Closed,
+    /// The response head is not valid HTTP/1.
+    #[error(transparent)]
+    Protocol(#[from] ProtoError),
+    /// Reading the request body from the client failed.
+    #[error("request body: {0}")]
+    Body(BoxError),
+}
+
+impl SendError {
+    /// Whether the failure was in making the connection.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+}
+
+/// The HTTP/1.1 client of one backend: its connector and idle connections.
+#[derive(Debug)]
+pub struct Client {
+    connector: Connector,
+    pool: Arc<IdlePool>,
+}
+
+impl Client {
+    /// A client dialling with `connector`, closing connections idle for `idle`.
+    pub fn new(connector: Connector, idle: Duration) -> Self {
+        Client {
+            connector,
+            pool: Arc::new(IdlePool::new(idle)),
+        }
+    }
+
+    /// Closes idle connections that timed out or that the backend closed.
+    pub fn purge(&self) {
+        self.pool.purge();
+    }
+
+    /// Idle connections held.
+    #[cfg(test)]
+    pub fn idle(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Sends `req` (origin-form target from its URI; headers ready for the backend) and
+    /// returns the response head with its streaming body.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<BackendBody>, SendError> {
+        let (parts, mut body) = req.into_parts();
+        let framing = encode::framing(
+            &parts.method,
+            &parts.headers,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = BytesMut::with_capacity(512);
+        encode::head(&mut head, &parts.method, target, &parts.headers, framing);
+        let head = head.freeze();
+        let mut retried = false;
+        loop {
+            let (stream, reused) = match self.pool.take() {
+                Some(s) => (s, true),
+                None => (
+                    self.connector.dial().await.map_err(SendError::Connect)?,
+                    false,
+                ),
+            };
+            let mut x = Exchange {
+                conn: Conn {
+                    stream,
+                    buf: BytesMut::new(),
+                },
+                out: BytesMut::from(&head[..]),
+                framing,
+                uploading: !matches!(framing, BodyFraming::None | BodyFraming::Length(0)),
+                sent: 0,
+                write_error: None,
+                body_touched: false,
+                received: false,
+            };
+            let result = poll_fn(|cx| x.poll(cx, &mut body, &parts.method)).await;
+            match result {
+                Ok(head) => {
+                    let reusable = head.keep_alive && !x.uploading && x.out.is_empty();
+                    let body = BackendBody::new(x.conn, head.framing, reusable, self.pool.clone());
+                    return Ok(Response::from_parts(head.parts, body));
+                }
+                Err(e) => {
+                    let stale = reused
+                        && !retried
+                        && !x.received
+                        && !x.body_touched
+                        && matches!(e, SendError::Closed | SendError::Io(_));
+                    if !stale {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "pooled backend connection was closed; retrying on a new one");
+                    retried = true;
+                }
+            }
+        }
+    }
+}
+
+/// One request/response exchange on one connection.
+struct Exchange {
+    conn: Conn,
+    /// Request bytes not yet written.
+    out: BytesMut,
+    framing: BodyFraming,
+    /// The body still has frames to send.
+    uploading: bool,
+    /// Body bytes sent (checked against a declared length).
+    sent: u64,
+    /// Writing failed: the response may still be readable (an early answer).
+    write_error: Option<io::Error>,
+    /// A body frame was taken from the client (the request can no longer be resent).
+    body_touched: bool,
+    /// A response byte came back.
+    received: bool,
+}
+
+impl Exchange {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut ProxyBody,
+        method: &Method,
+    ) -> Poll<Result<decode::Head, SendError>> {
+        loop {
+            let mut progress = false;
+            // The body, as far as it is ready and the buffer allows.
+            while self.uploading && self.out.len() < MAX_PENDING {
+                match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        self.body_touched = true;
+                        progress = true;
+                        self.encode(frame)?;
+                    }
+                    Poll::Ready(None) => {
+                        self.body_touched = true;
+                        progress = true;
+                        self.end_body(None)?;
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(SendError::Body(e))),
+                    Poll::Pending => break,
+                }
+            }
+            // The request bytes.
+            while !self.out.is_empty() && self.write_error.is_none() {
+                match Pin::new(&mut self.conn.stream).poll_write(cx, &self.out) {
+                    Poll::Ready(Ok(0)) => {
+                        self.write_error = Some(io::ErrorKind::WriteZero.into());
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.out.advance(n);
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => self.write_error = Some(e),
+                    Poll::Pending => break,
+                }
+                if self.write_error.is_some() {
+                    // Nothing more can be sent; an answer may still be there to read.
+                    self.uploading = false;
+                    self.out.clear();
+                }
+            }
+            // The response head.
+            match self.conn.poll_fill(cx, 8 * 1024) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(match self.write_error.take() {
+                        Some(e) => SendError::Io(e),
+                        None => SendError::Closed,
+                    }))
+                }
+                Poll::Ready(Ok(_)) => {
+                    self.received = true;
+                    progress = true;
+                    loop {
+                        match decode::parse_head(&self.conn.buf, method)? {
+                            Parsed::Final(head) => {
+                                self.conn.buf.advance(head.len);
+                                return Poll::Ready(Ok(head));
+                            }
+                            Parsed::Interim(n) => self.conn.buf.advance(n),
+                            Parsed::Partial if self.conn.buf.len() > MAX_HEAD => {
+                                return Poll::Ready(Err(
+                                    ProtoError("response head too large").into()
+                                ))
+                            }
+                            Parsed::Partial => break,
+                        }
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(SendError::Io(e))),
+                Poll::Pending => {}
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn encode(&mut self, frame: hyper::body::Frame<bytes::Bytes>) -> Result<(), SendError> {
+        match frame.into_data() {
+            Ok(data) => {
+                self.sent += data.len() as u64;
+                match self.framing {
+                    BodyFraming::Chunked => encode::chunk(&mut self.out, &data),
+                    BodyFraming::Length(n) if self.sent <= n => self.out.put_slice(&data),
+                    _ => {
+                        return Err(SendError::Body(
+                            "request body longer than its Content-Length".into(),
+                        ))
+                    }
+                }
+                Ok(())
+            }
+            Err(frame) => match frame.into_trailers() {
+                // Trailers end the body; HTTP/1 carries them only in chunked coding.
+                Ok(trailers) => self.end_body(Some(&trailers)),
+                Err(_) => Ok(()),
+            },
+        }
+    }
+
+    fn end_body(&mut self, trailers: Option<&http::HeaderMap>) -> Result<(), SendError> {
+        if !self.uploading {
+            return Ok(());
+        }
+        self.uploading = false;
+        match self.framing {
+            BodyFraming::Chunked => encode::last_chunk(&mut self.out, trailers),
+            BodyFraming::Length(n) if self.sent != n => {
+                return Err(SendError::Body(
+                    format!("request body ended after {} of {n} bytes", self.sent).into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
