@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use http::{Method, StatusCode, Version};
+use http::{HeaderValue, Method, StatusCode, Version};
 use metrics::{Counter, Histogram};
 
 use crate::balance::stable_hash;
@@ -39,12 +39,13 @@ pub struct Record {
     pub method: Method,
     /// Client protocol version.
     pub version: Version,
-    /// Host header or authority ("" when none).
-    pub host: String,
-    /// Request path.
-    pub path: String,
+    /// Host header or authority (empty when none). Header values and the URI are cheap
+    /// to clone (reference-counted slices of the request head), unlike Strings.
+    pub host: HeaderValue,
+    /// Request URI (the log shows its path).
+    pub uri: http::Uri,
     /// Request id (propagated or generated).
-    pub request_id: String,
+    pub request_id: HeaderValue,
     /// Response status.
     pub status: StatusCode,
     /// Request body accounting.
@@ -57,6 +58,11 @@ pub struct Record {
     pub rule: Option<String>,
     /// Why the request failed or ended early, if it did.
     pub error: Option<String>,
+}
+
+/// A header value as text for logs ("" when not visible ASCII).
+pub fn text(v: &HeaderValue) -> &str {
+    v.to_str().unwrap_or("")
 }
 
 impl Record {
@@ -97,9 +103,9 @@ impl Record {
         l.push_str("\",\"method\":\"");
         json_escape(&mut l, self.method.as_str());
         let _ = write!(l, "\",\"version\":\"{:?}\",\"host\":\"", self.version);
-        json_escape(&mut l, &self.host);
+        json_escape(&mut l, text(&self.host));
         l.push_str("\",\"path\":\"");
-        json_escape(&mut l, &self.path);
+        json_escape(&mut l, self.uri.path());
         let _ = write!(
             l,
             "\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{:.3},\"backend\":\"",
@@ -117,7 +123,7 @@ impl Record {
         l.push_str("\",\"rule\":\"");
         json_escape(&mut l, self.rule.as_deref().unwrap_or(""));
         l.push_str("\",\"request_id\":\"");
-        json_escape(&mut l, &self.request_id);
+        json_escape(&mut l, text(&self.request_id));
         l.push_str("\",\"error\":\"");
         json_escape(&mut l, self.error.as_deref().unwrap_or(""));
         l.push_str("\"}\n");

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::access::Record;
 use super::io::InFlight;
@@ -165,27 +165,51 @@ pub struct ResponseBody {
     inner: ProxyBody,
     finish: Option<Finish>,
     sent: u64,
-    /// Fire when the body must stop early (backend drain deadline, node shutdown).
-    cuts: Vec<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Fire when the body must stop early (node shutdown, backend drain deadline).
+    tokens: [Option<CancellationToken>; 2],
+    /// Waits on `tokens`, made only once the body has to wait for its backend: a body
+    /// that is ready whenever it is polled (the common small response) only checks the
+    /// tokens, which costs neither an allocation nor a waiter registration.
+    waits: Vec<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl ResponseBody {
-    /// Wraps `inner`; `cut` (the backend's) and `shutdown` end it early.
+    /// Wraps `inner`; `shutdown` and `cut` (the backend's) end it early.
     pub fn new(
         inner: ProxyBody,
         finish: Finish,
-        cut: Option<WaitForCancellationFutureOwned>,
-        shutdown: WaitForCancellationFutureOwned,
+        cut: Option<CancellationToken>,
+        shutdown: CancellationToken,
     ) -> Self {
-        let mut cuts = Vec::with_capacity(2);
-        cuts.push(Box::pin(shutdown));
-        cuts.extend(cut.map(Box::pin));
         ResponseBody {
             inner,
             finish: Some(finish),
             sent: 0,
-            cuts,
+            tokens: [Some(shutdown), cut],
+            waits: Vec::new(),
         }
+    }
+
+    fn cut_off(&self) -> bool {
+        self.tokens
+            .iter()
+            .flatten()
+            .any(CancellationToken::is_cancelled)
+    }
+
+    /// Registers for a wake-up on cancellation; true if one has fired meanwhile.
+    fn poll_cut(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.waits.is_empty() {
+            self.waits = self
+                .tokens
+                .iter()
+                .flatten()
+                .map(|t| Box::pin(t.clone().cancelled_owned()))
+                .collect();
+        }
+        self.waits
+            .iter_mut()
+            .any(|w| w.as_mut().poll(cx).is_ready())
     }
 
     fn done(&mut self, error: Option<String>) {
@@ -215,14 +239,21 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.cuts.iter_mut().any(|c| c.as_mut().poll(cx).is_ready()) {
-            self.cuts.clear();
-            self.done(Some(
+        let cut = |this: &mut Self| {
+            this.tokens = [None, None];
+            this.waits = Vec::new();
+            this.done(Some(
                 "response cut off: backend closed or node shutting down".into(),
             ));
-            return Poll::Ready(Some(Err("response cut off".into())));
+            Poll::Ready(Some(Err("response cut off".into())))
+        };
+        if self.cut_off() {
+            return cut(&mut self);
         }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_pending() && self.poll_cut(cx) {
+            return cut(&mut self);
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {

@@ -184,10 +184,11 @@ pub async fn forward(
             keep_forwarded_for: conn.live.trusts_forwarded_from(client_ip),
         };
         let send_body = body.take().unwrap_or_else(body::empty);
-        let breq = match backend_request(&parts, &entry, addr, h2, &fwd, send_body) {
-            Ok(r) => r,
-            Err(why) => return fail(record, StatusCode::BAD_REQUEST, why),
-        };
+        let breq =
+            match backend_request(&parts, &entry, addr, h2, !(h2 || upgrade), &fwd, send_body) {
+                Ok(r) => r,
+                Err(why) => return fail(record, StatusCode::BAD_REQUEST, why),
+            };
         let active = Active::new(plan.states[i].clone());
         let close = plan.states[i].close_token();
         let started = Instant::now();
@@ -204,7 +205,7 @@ pub async fn forward(
                 admission.finish(Outcome::ConnectFailed);
                 metrics::counter!("fiberlb_backend_connect_failures_total", "backend" => backend.id.clone()).increment(1);
                 let why = format!("connecting to backend {} ({addr}): {}", backend.name, e.why);
-                tracing::debug!(request_id = %record.request_id, reason = %why, "backend connect failed");
+                tracing::debug!(request_id = %super::access::text(&record.request_id), reason = %why, "backend connect failed");
                 last_err = Some(why);
                 if retryable && sends < MAX_SENDS {
                     continue;
@@ -240,7 +241,7 @@ pub async fn forward(
                             "backend {} ({addr}) closed without a response: {}",
                             backend.name, e.why
                         );
-                        tracing::debug!(request_id = %record.request_id, reason = %why, "retrying on another backend");
+                        tracing::debug!(request_id = %super::access::text(&record.request_id), reason = %why, "retrying on another backend");
                         last_err = Some(why);
                         continue;
                     }
@@ -402,22 +403,31 @@ fn backend_request(
     entry: &Entry,
     addr: std::net::SocketAddr,
     h2: bool,
+    own: bool,
     fwd: &Forwarded<'_>,
     body: ProxyBody,
 ) -> Result<Request<ProxyBody>, String> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let path = if path.starts_with('/') { path } else { "/" };
-    let addr_s = addr.to_string();
-    let authority = match (h2, fwd.host) {
-        (true, Some(h)) if h.parse::<http::uri::Authority>().is_ok() => h,
-        _ => addr_s.as_str(),
+    let uri = if own {
+        // Our HTTP/1 client writes the origin form only: no absolute URI to build.
+        match parts.uri.path_and_query() {
+            Some(pq) if pq.as_str().starts_with('/') => Uri::from(pq.clone()),
+            _ => Uri::from_static("/"),
+        }
+    } else {
+        let addr_s = addr.to_string();
+        let authority = match (h2, fwd.host) {
+            (true, Some(h)) if h.parse::<http::uri::Authority>().is_ok() => h,
+            _ => addr_s.as_str(),
+        };
+        Uri::builder()
+            .scheme(entry.scheme())
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .map_err(|e| format!("cannot build the backend URI: {e}"))?
     };
-    let uri = Uri::builder()
-        .scheme(entry.scheme())
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| format!("cannot build the backend URI: {e}"))?;
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;

@@ -22,24 +22,23 @@ mod encode;
 mod pool;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 use std::future::poll_fn;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use http::{Method, Request, Response};
 use hyper::body::Body;
-use tokio::io::AsyncWrite;
 
 pub use body::BackendBody;
 use body::Conn;
 use decode::{Parsed, ProtoError};
-use encode::BodyFraming;
 use pool::IdlePool;
+use upload::Upload;
 
 use super::body::ProxyBody;
 use super::client::Connector;
@@ -47,8 +46,6 @@ use super::BoxError;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// Request bytes buffered ahead of the socket while uploading a body.
-const MAX_PENDING: usize = 64 * 1024;
 
 /// Why a request got no response head.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +104,7 @@ impl Client {
     /// Sends `req` (origin-form target from its URI; headers ready for the backend) and
     /// returns the response head with its streaming body.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<BackendBody>, SendError> {
-        let (parts, mut body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let framing = encode::framing(
             &parts.method,
             &parts.headers,
@@ -117,7 +114,7 @@ impl Client {
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut head = BytesMut::with_capacity(512);
         encode::head(&mut head, &parts.method, target, &parts.headers, framing);
-        let head = head.freeze();
+        let mut body = body;
         let mut retried = false;
         loop {
             let (stream, reused) = match self.pool.take() {
@@ -132,52 +129,43 @@ impl Client {
                     stream,
                     buf: BytesMut::new(),
                 },
-                out: BytesMut::from(&head[..]),
-                framing,
-                uploading: !matches!(framing, BodyFraming::None | BodyFraming::Length(0)),
-                sent: 0,
-                write_error: None,
-                body_touched: false,
+                upload: Upload::new(&head, body, framing),
                 received: false,
             };
-            let result = poll_fn(|cx| x.poll(cx, &mut body, &parts.method)).await;
+            let result = poll_fn(|cx| x.poll(cx, &parts.method)).await;
             match result {
                 Ok(head) => {
-                    let reusable = head.keep_alive && !x.uploading && x.out.is_empty();
-                    let body = BackendBody::new(x.conn, head.framing, reusable, self.pool.clone());
+                    let body = BackendBody::new(
+                        x.conn,
+                        x.upload,
+                        head.framing,
+                        head.keep_alive,
+                        self.pool.clone(),
+                    );
                     return Ok(Response::from_parts(head.parts, body));
                 }
                 Err(e) => {
                     let stale = reused
                         && !retried
                         && !x.received
-                        && !x.body_touched
+                        && !x.upload.touched
                         && matches!(e, SendError::Closed | SendError::Io(_));
                     if !stale {
                         return Err(e);
                     }
                     tracing::debug!(error = %e, "pooled backend connection was closed; retrying on a new one");
                     retried = true;
+                    body = x.upload.into_body();
                 }
             }
         }
     }
 }
 
-/// One request/response exchange on one connection.
+/// One request/response exchange on one connection, up to the response head.
 struct Exchange {
     conn: Conn,
-    /// Request bytes not yet written.
-    out: BytesMut,
-    framing: BodyFraming,
-    /// The body still has frames to send.
-    uploading: bool,
-    /// Body bytes sent (checked against a declared length).
-    sent: u64,
-    /// Writing failed: the response may still be readable (an early answer).
-    write_error: Option<io::Error>,
-    /// A body frame was taken from the client (the request can no longer be resent).
-    body_touched: bool,
+    upload: Upload,
     /// A response byte came back.
     received: bool,
 }
@@ -186,51 +174,13 @@ impl Exchange {
     fn poll(
         &mut self,
         cx: &mut Context<'_>,
-        body: &mut ProxyBody,
         method: &Method,
     ) -> Poll<Result<decode::Head, SendError>> {
         loop {
-            let mut progress = false;
-            // The body, as far as it is ready and the buffer allows.
-            while self.uploading && self.out.len() < MAX_PENDING {
-                match Pin::new(&mut *body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        self.body_touched = true;
-                        progress = true;
-                        self.encode(frame)?;
-                    }
-                    Poll::Ready(None) => {
-                        self.body_touched = true;
-                        progress = true;
-                        self.end_body(None)?;
-                    }
-                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(SendError::Body(e))),
-                    Poll::Pending => break,
-                }
-            }
-            // The request bytes.
-            while !self.out.is_empty() && self.write_error.is_none() {
-                match Pin::new(&mut self.conn.stream).poll_write(cx, &self.out) {
-                    Poll::Ready(Ok(0)) => {
-                        self.write_error = Some(io::ErrorKind::WriteZero.into());
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        self.out.advance(n);
-                        progress = true;
-                    }
-                    Poll::Ready(Err(e)) => self.write_error = Some(e),
-                    Poll::Pending => break,
-                }
-                if self.write_error.is_some() {
-                    // Nothing more can be sent; an answer may still be there to read.
-                    self.uploading = false;
-                    self.out.clear();
-                }
-            }
-            // The response head.
+            let mut progress = self.upload.poll_progress(&mut self.conn.stream, cx)?;
             match self.conn.poll_fill(cx, 8 * 1024) {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(match self.write_error.take() {
+                    return Poll::Ready(Err(match self.upload.take_write_error() {
                         Some(e) => SendError::Io(e),
                         None => SendError::Closed,
                     }))
@@ -261,45 +211,5 @@ impl Exchange {
                 return Poll::Pending;
             }
         }
-    }
-
-    fn encode(&mut self, frame: hyper::body::Frame<bytes::Bytes>) -> Result<(), SendError> {
-        match frame.into_data() {
-            Ok(data) => {
-                self.sent += data.len() as u64;
-                match self.framing {
-                    BodyFraming::Chunked => encode::chunk(&mut self.out, &data),
-                    BodyFraming::Length(n) if self.sent <= n => self.out.put_slice(&data),
-                    _ => {
-                        return Err(SendError::Body(
-                            "request body longer than its Content-Length".into(),
-                        ))
-                    }
-                }
-                Ok(())
-            }
-            Err(frame) => match frame.into_trailers() {
-                // Trailers end the body; HTTP/1 carries them only in chunked coding.
-                Ok(trailers) => self.end_body(Some(&trailers)),
-                Err(_) => Ok(()),
-            },
-        }
-    }
-
-    fn end_body(&mut self, trailers: Option<&http::HeaderMap>) -> Result<(), SendError> {
-        if !self.uploading {
-            return Ok(());
-        }
-        self.uploading = false;
-        match self.framing {
-            BodyFraming::Chunked => encode::last_chunk(&mut self.out, trailers),
-            BodyFraming::Length(n) if self.sent != n => {
-                return Err(SendError::Body(
-                    format!("request body ended after {} of {n} bytes", self.sent).into(),
-                ))
-            }
-            _ => {}
-        }
-        Ok(())
     }
 }

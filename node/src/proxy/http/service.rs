@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::access::{unix_ms, Record};
+use super::access::{text, unix_ms, Record};
 use super::body::{BodyStatus, Finish, ResponseBody};
 use super::forward;
 use super::headers::{self, X_REQUEST_ID};
@@ -48,6 +48,18 @@ pub fn host_of<B>(req: &Request<B>) -> Option<&str> {
     })
 }
 
+/// [`host_of`] as a header value (a clone of `Host`, which costs no allocation).
+fn host_value<B>(req: &Request<B>) -> HeaderValue {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).unwrap_or(HeaderValue::from_static("")),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("")),
+    }
+}
+
 /// hyper's service function.
 pub async fn handle(
     conn: Arc<ConnCtx>,
@@ -64,9 +76,9 @@ pub async fn handle(
         listener: conn.listener_id.clone(),
         method: req.method().clone(),
         version: req.version(),
-        host: host_of(&req).unwrap_or("").to_string(),
-        path: req.uri().path().to_string(),
-        request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+        host: host_value(&req),
+        uri: req.uri().clone(),
+        request_id: request_id.clone(),
         status: StatusCode::OK,
         body: Arc::new(BodyStatus::default()),
         bytes_out: 0,
@@ -83,8 +95,7 @@ pub async fn handle(
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     }
     record.status = resp.status();
-    let cut = cut.map(|t| t.cancelled_owned());
-    let shutdown = conn.ctx.shutdown.clone().cancelled_owned();
+    let shutdown = conn.ctx.shutdown.clone();
     let finish = Finish {
         record,
         in_flight: Some(in_flight),
@@ -99,9 +110,9 @@ pub fn fail(record: &mut Record, status: StatusCode, why: String) -> Reply {
         client = %record.client,
         listener = %record.listener,
         method = %record.method,
-        host = %record.host,
-        path = %record.path,
-        request_id = %record.request_id,
+        host = %text(&record.host),
+        path = %record.uri.path(),
+        request_id = %text(&record.request_id),
         status = status.as_u16(),
         reason = %why,
         "request not forwarded"

@@ -14,6 +14,7 @@ use super::super::client::BackendStream;
 use super::super::BoxError;
 use super::decode::{Chunked, Framing, ProtoError, Step};
 use super::pool::IdlePool;
+use super::upload::Upload;
 
 /// First read size; doubled while reads fill the buffer, up to [`MAX_READ`].
 const MIN_READ: usize = 8 * 1024;
@@ -50,6 +51,9 @@ enum State {
 #[derive(Debug)]
 pub struct BackendBody {
     conn: Option<Conn>,
+    /// The rest of the request, when the backend answered before it was all sent: sent
+    /// from here while the response streams.
+    upload: Option<Upload>,
     state: State,
     /// Whether the connection may be reused once the body has ended.
     reusable: bool,
@@ -58,7 +62,13 @@ pub struct BackendBody {
 }
 
 impl BackendBody {
-    pub(super) fn new(conn: Conn, framing: Framing, reusable: bool, pool: Arc<IdlePool>) -> Self {
+    pub(super) fn new(
+        conn: Conn,
+        upload: Upload,
+        framing: Framing,
+        reusable: bool,
+        pool: Arc<IdlePool>,
+    ) -> Self {
         let state = match framing {
             Framing::Empty => State::Done,
             Framing::Length(n) => State::Length(n),
@@ -67,6 +77,7 @@ impl BackendBody {
         };
         let mut body = BackendBody {
             conn: Some(conn),
+            upload: (!upload.is_done()).then_some(upload),
             state,
             reusable,
             pool,
@@ -82,8 +93,10 @@ impl BackendBody {
     /// backend keeps it and nothing unread follows.
     fn finish(&mut self) {
         self.state = State::Done;
+        // A request not completely sent leaves the connection mid-message.
+        let sent = self.upload.take().is_none();
         if let Some(conn) = self.conn.take() {
-            if self.reusable && conn.buf.is_empty() {
+            if self.reusable && sent && conn.buf.is_empty() {
                 self.pool.put(conn.stream);
             }
         }
@@ -125,6 +138,15 @@ impl Body for BackendBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = self.get_mut();
+        if let (Some(upload), Some(conn)) = (this.upload.as_mut(), this.conn.as_mut()) {
+            if let Err(e) = upload.poll_progress(&mut conn.stream, cx) {
+                // The client's request body failed: the exchange cannot complete.
+                return this.fail(Box::new(e));
+            }
+            if upload.is_done() {
+                this.upload = None;
+            }
+        }
         loop {
             match &mut this.state {
                 State::Done => return Poll::Ready(None),

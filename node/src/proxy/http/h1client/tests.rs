@@ -292,3 +292,78 @@ async fn broken_backends_are_errors_not_hangs() {
     let err = client(addr).send(get("/")).await.unwrap_err();
     assert!(err.is_connect(), "{err}");
 }
+
+#[tokio::test]
+async fn a_backend_may_stream_its_answer_while_the_body_still_uploads() {
+    // An echo backend that answers with its head at once, then returns each piece of the
+    // (chunked) request body as it arrives: the client sends the next piece only after
+    // seeing the previous one come back, so the upload must go on after the head.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut seen = Vec::new();
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        // Echo the raw chunked body back as it is (it is already chunk-framed).
+        let start = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        if start < seen.len() {
+            s.write_all(&seen[start..]).await.unwrap();
+        }
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            s.write_all(&buf[..n]).await.unwrap();
+            if buf[..n].ends_with(b"0\r\n\r\n") {
+                return;
+            }
+        }
+    });
+    let c = client(addr);
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, super::BoxError>>(1);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut req = Request::new(StreamBody::new(stream).boxed_unsync());
+    *req.method_mut() = Method::POST;
+    tx.send(Ok(Frame::data(Bytes::from_static(b"ping-0"))))
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), c.send(req))
+        .await
+        .expect("head")
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut tx = Some(tx);
+    for i in 0..5 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("each piece comes back while the upload is still open")
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.into_data().unwrap(), format!("ping-{i}").as_bytes());
+        let Some(t) = tx.as_ref() else { break };
+        if i < 4 {
+            t.send(Ok(Frame::data(Bytes::from(format!("ping-{}", i + 1)))))
+                .await
+                .unwrap();
+        } else {
+            tx = None; // ends the body: the last chunk goes out
+        }
+    }
+    drop(tx);
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.to_bytes().is_empty());
+}
