@@ -78,6 +78,8 @@ pub struct ProxyContext {
     pub sockets: SocketOptions,
     /// Copy buffer size.
     pub buffer_size: usize,
+    /// Bulk TCP directions use splice(2) (`[proxy] zero_copy`).
+    pub zero_copy: bool,
     /// The ClientHello timeout as of start-up; handlers read [`LiveProxy::hello_timeout`].
     pub hello_timeout: Duration,
     /// Cancelled at the end of the shutdown grace period: closes every connection.
@@ -113,6 +115,7 @@ impl ProxyContext {
             resolver,
             sockets,
             buffer_size: s.recv_buffer_size.clamp(4096, 1 << 20),
+            zero_copy: s.zero_copy,
             hello_timeout: s.header_read_timeout(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             http: Arc::new(super::http::HttpShared::new(s)),

@@ -4,7 +4,8 @@
 //! per-thread pool, so thousands of idle proxied connections cost a task and two sockets,
 //! not 2 × 64 KiB. Half-close is forwarded (EOF on one side shuts down writing on the
 //! other) and the copy ends on an error in either direction, on the idle timeout, or when
-//! `cancel` fires (drain deadline, shutdown).
+//! `cancel` fires (drain deadline, shutdown). A direction that turns out bulk (a read
+//! fills the whole buffer) continues with splice(2) through a pipe (`zero_copy`).
 
 use std::cell::RefCell;
 use std::io;
@@ -73,10 +74,20 @@ impl Activity {
     }
 }
 
+/// Forwards the half-close of `src` to `dst` (unless the other direction already ended:
+/// the sockets are about to be closed anyway).
+fn finish(dst: &TcpStream, act: &Activity) {
+    if act.finished.fetch_add(1, Ordering::Relaxed) == 0 {
+        // The other direction may still be talking.
+        let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
+    }
+}
+
 async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     buf_size: usize,
+    zero_copy: bool,
     moved: &AtomicU64,
     act: &Activity,
 ) -> io::Result<()> {
@@ -86,10 +97,7 @@ async fn pump(
         let n = match read_drained(src, &mut buf) {
             Ok(0) => {
                 give_buffer(buf);
-                if act.finished.fetch_add(1, Ordering::Relaxed) == 0 {
-                    // Forward the half-close; the other direction may still be talking.
-                    let _ = socket2::SockRef::from(dst).shutdown(Shutdown::Write);
-                }
+                finish(dst, act);
                 return Ok(());
             }
             Ok(n) => n,
@@ -118,6 +126,19 @@ async fn pump(
         give_buffer(buf);
         moved.fetch_add(n as u64, Ordering::Relaxed);
         act.touch();
+        // A read that filled the whole buffer: a bulk transfer. The rest of this
+        // direction goes through a pipe without copying (when a pipe can be had).
+        if zero_copy && n == buf_size {
+            if let Ok(pipe) = super::zero_copy::Pipe::new() {
+                super::zero_copy::pump(src, dst, &pipe, |k| {
+                    moved.fetch_add(k as u64, Ordering::Relaxed);
+                    act.touch();
+                })
+                .await?;
+                finish(dst, act);
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -145,24 +166,46 @@ fn read_drained(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// How a connection's bytes are copied.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyOptions {
+    /// Copy buffer size (`[proxy] recv_buffer_size`).
+    pub buf_size: usize,
+    /// Bulk directions switch to splice(2) through a pipe (`[proxy] zero_copy`).
+    pub zero_copy: bool,
+    /// Nothing moving for this long ends the copy.
+    pub idle: Duration,
+}
+
 /// Copies between `client` and `backend` until both sides are done, one fails, the
-/// connection idles for `idle`, or `cancel` fires.
+/// connection idles for `opts.idle`, or `cancel` fires.
 pub async fn splice(
     client: &TcpStream,
     backend: &TcpStream,
-    buf_size: usize,
-    idle: Duration,
+    opts: CopyOptions,
     cancel: &CancellationToken,
     moved: &Transferred,
 ) -> io::Result<CopyEnd> {
+    let CopyOptions {
+        buf_size,
+        zero_copy,
+        idle,
+    } = opts;
     let act = Activity {
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
         finished: std::sync::atomic::AtomicU8::new(0),
     };
     let both = futures::future::try_join(
-        pump(client, backend, buf_size, &moved.to_backend, &act),
-        pump(backend, client, buf_size, &moved.to_client, &act),
+        pump(
+            client,
+            backend,
+            buf_size,
+            zero_copy,
+            &moved.to_backend,
+            &act,
+        ),
+        pump(backend, client, buf_size, zero_copy, &moved.to_client, &act),
     );
     let watchdog = async {
         loop {
@@ -187,6 +230,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    fn opts(buf_size: usize, idle: Duration) -> CopyOptions {
+        CopyOptions {
+            buf_size,
+            zero_copy: true,
+            idle,
+        }
+    }
+
     async fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
@@ -206,8 +257,7 @@ mod tests {
             let r = splice(
                 &c_far,
                 &b_near,
-                1024,
-                Duration::from_secs(5),
+                opts(1024, Duration::from_secs(5)),
                 &cancel,
                 &moved,
             )
@@ -253,8 +303,7 @@ mod tests {
             splice(
                 &c_far,
                 &b_near,
-                1024,
-                Duration::from_millis(100),
+                opts(1024, Duration::from_millis(100)),
                 &cancel,
                 &moved,
             ),
@@ -267,8 +316,7 @@ mod tests {
         let end = splice(
             &c_far,
             &b_near,
-            1024,
-            Duration::from_secs(60),
+            opts(1024, Duration::from_secs(60)),
             &cancel,
             &moved,
         )

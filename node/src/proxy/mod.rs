@@ -17,5 +17,6 @@ pub mod proxy_protocol;
 pub mod tcp;
 pub mod tls_termination;
 pub mod udp;
+mod zero_copy;
 
 pub use context::ProxyContext;

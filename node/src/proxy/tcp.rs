@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 use super::connect::{connect, BackendConn};
 use super::context::ProxyContext;
-use super::copy::{splice, CopyEnd, Transferred};
+use super::copy::{splice, CopyEnd, CopyOptions, Transferred};
 use super::proxy_protocol;
 
 /// Handles one accepted TCP connection of a `Tcp` listener.
@@ -72,7 +72,7 @@ pub async fn relay(
         let cancel = backend.state.close_token();
         let idle = Duration::from_millis(u64::from(l.timeout_client_ms.max(1)));
         tokio::select! {
-            r = splice(&client, &backend.stream, ctx.buffer_size, idle, &cancel, &moved) => r,
+            r = splice(&client, &backend.stream, CopyOptions { buf_size: ctx.buffer_size, zero_copy: ctx.zero_copy, idle }, &cancel, &moved) => r,
             _ = ctx.shutdown.cancelled() => Ok(CopyEnd::Cancelled),
         }
     }

@@ -30,6 +30,10 @@ pub struct ProxySettings {
     pub recv_buffer_size: usize,
     /// SO_SNDBUF size, bytes. Default 65536; 1024..=67108864.
     pub send_buffer_size: usize,
+    /// TCP (and TLS passthrough) connections move bulk data with splice(2) through a
+    /// pipe instead of copying it through user space, once a direction fills a whole
+    /// copy buffer in one read. Default `true`. Needs a restart.
+    pub zero_copy: bool,
     /// When set, every listener binds this IP instead of its load balancer's VIP (several
     /// nodes on one machine each get their own 127.0.0.x). Default none: bind the VIP, or
     /// 0.0.0.0 for an LB without VIP. Env `FIBERLB_BIND_ADDRESS`, flag `--bind-address`.
@@ -67,6 +71,7 @@ impl Default for ProxySettings {
             max_body_size_bytes: 10 * 1024 * 1024,
             recv_buffer_size: 65536,
             send_buffer_size: 65536,
+            zero_copy: true,
             bind_address: None,
             drain_grace_seconds: 30,
             header_read_timeout_ms: 10_000,
@@ -121,6 +126,7 @@ impl ProxySettings {
             max_body_size_bytes,
             recv_buffer_size,
             send_buffer_size,
+            zero_copy,
             bind_address,
             drain_grace_seconds,
             header_read_timeout_ms,
@@ -172,6 +178,7 @@ impl ProxySettings {
                 "proxy.send_buffer_size",
                 *send_buffer_size != new.send_buffer_size,
             ),
+            ("proxy.zero_copy", *zero_copy != new.zero_copy),
             ("proxy.bind_address", *bind_address != new.bind_address),
             ("proxy.tls", *tls != new.tls),
             (
