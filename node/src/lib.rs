@@ -2,6 +2,7 @@
 //! admin HTTP) and the command-line client. `main.rs` only calls [`cli::main`].
 
 pub mod access_log;
+pub mod alloc_trim;
 pub mod balance;
 pub mod cli;
 pub mod fleet;

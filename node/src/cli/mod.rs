@@ -141,7 +141,11 @@ pub fn main() -> ExitCode {
             }
         }
     }
-    let runtime = match builder.enable_all().build() {
+    let runtime = match builder
+        .on_thread_park(crate::alloc_trim::on_park)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
