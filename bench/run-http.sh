@@ -345,11 +345,23 @@ no_client_conns() { (($(client_conns "$1") == 0)); }
 
 # The proxy's RSS (KiB) once it stops changing (it finishes the last requests'
 # bookkeeping asynchronously), at most 4 s.
+# Resident memory once it has stopped changing: the same reading for 2 s (10 samples
+# 0.2 s apart), after at least 2 s, at most ~20 s. Idle connections are measured in their
+# steady state: FiberLB lets go of an idle HTTP/1 connection's buffers after 250 ms and a
+# worker thread returns freed pages to the OS within a second of going idle, where
+# HAProxy and nginx free theirs right after each response; a single pair of equal
+# readings 0.2 s apart caught FiberLB before either had happened.
 settled_rss() {
-    local pid=$1 prev=-1 now i
-    for ((i = 0; i < 20; i++)); do
+    local pid=$1 prev=-1 now i same=0
+    sleep 2
+    for ((i = 0; i < 100; i++)); do
         now=$(rss_kib "$pid")
-        [[ $now == "$prev" ]] && break
+        if [[ $now == "$prev" ]]; then
+            same=$((same + 1))
+            ((same >= 10)) && break
+        else
+            same=0
+        fi
         prev=$now
         sleep 0.2
     done
