@@ -530,32 +530,8 @@ fn dns_query(id: u16, name: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_dns_query_through_a_udp_listener_reaches_a_real_dns_server() -> anyhow::Result<()> {
     bounded(async {
-        let port = free_port("127.0.0.1".parse()?, true)?;
-        let mut dns = tokio::process::Command::new("dnsmasq")
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--pid-file=",
-            ])
-            .args([
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--user=root",
-                "--log-facility=-",
-            ])
-            .arg(format!("--port={port}"))
-            .arg("--address=/svc.test/10.1.2.3")
-            .kill_on_drop(true)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "dnsmasq (package dnsmasq-base; scripts/test-all.sh installs it): {e}"
-                )
-            })?;
+        // Started on a port it answers on (a port picked a moment ago may be taken since).
+        let (mut dns, port) = fiberlb_tests::dns::dnsmasq().await?;
         let server: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let mut lb = start().await?;
         let pool = lb.pool("dns", &[server]).await?;

@@ -9,6 +9,7 @@
 pub mod anycast;
 pub mod cli;
 pub mod client;
+pub mod dns;
 pub mod etcd;
 pub mod fixtures;
 pub mod http;
