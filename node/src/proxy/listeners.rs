@@ -364,10 +364,8 @@ async fn accept_loop(
                 // New handshakes use the TLS configuration current at accept time.
                 let tls = tls.as_ref().map(|slot| slot.load_full());
                 let stop = stop.clone();
-                tokio::spawn(async move {
-                    let _guard = guard;
-                    http::serve(ctx, id, stream, peer, tls, stop).await
-                });
+                // The guard goes with the connection: HTTP/1 continues in a task of its own.
+                tokio::spawn(http::serve(ctx, id, stream, peer, tls, stop, guard));
             }
             _ => {
                 tokio::spawn(async move {

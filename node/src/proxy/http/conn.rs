@@ -17,25 +17,27 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::io::{ClientIo, ConnShared, Timeouts};
+use super::io::{ClientIo, ConnShared, Parked, Timeouts};
 use super::service::{self, ConnCtx};
-use crate::proxy::context::LiveProxy;
+use crate::proxy::context::{HttpConnGuard, LiveProxy};
 use crate::proxy::tls_termination;
 use crate::proxy::ProxyContext;
 
 /// Serves one connection of an HTTP (`tls` = None) or HTTPS listener.
-pub async fn serve(
+/// `hold` (the listener's count of open connections) is kept until the connection ends.
+pub async fn serve<G: Send + Sync + 'static>(
     ctx: ProxyContext,
     listener_id: Arc<str>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: CancellationToken,
+    hold: G,
 ) {
     // TCP_NODELAY and keepalive came with the socket: accepted sockets inherit them from
     // the listening socket (see `listeners::start_tcp`), no system calls per connection.
     // A node drain waits until this is dropped: the response is then fully written.
-    let _open = ctx.http_connection();
+    let open = (ctx.http_connection(), hold);
     // Limits and timeouts as of now, for the whole connection (a reload changes new ones).
     let live = ctx.live();
     let Some(config) = tls else {
@@ -49,6 +51,7 @@ pub async fn serve(
             None,
             false,
             stop,
+            open,
         )
         .await;
         return;
@@ -63,12 +66,14 @@ pub async fn serve(
         peer,
         config,
         stop,
+        open,
     ))
     .await;
 }
 
 /// The HTTPS part of [`serve`]: handshake, then the same connection handling.
-async fn serve_tls(
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls<G: Send + Sync + 'static>(
     ctx: ProxyContext,
     live: Arc<LiveProxy>,
     listener_id: Arc<str>,
@@ -76,6 +81,7 @@ async fn serve_tls(
     peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     stop: CancellationToken,
+    open: (HttpConnGuard, G),
 ) {
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     let stream = tokio::select! {
@@ -108,6 +114,7 @@ async fn serve_tls(
         subject,
         h2,
         stop,
+        open,
     )
     .await;
 }
@@ -133,7 +140,7 @@ macro_rules! drive {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run<S>(
+async fn run<S, G: Send + Sync + 'static>(
     ctx: ProxyContext,
     live: Arc<LiveProxy>,
     listener_id: Arc<str>,
@@ -143,6 +150,7 @@ async fn run<S>(
     subject: Option<HeaderValue>,
     alpn_h2: bool,
     stop: CancellationToken,
+    open: (HttpConnGuard, G),
 ) where
     S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
 {
@@ -175,8 +183,6 @@ async fn run<S>(
             _ = ctx.shutdown.cancelled() => return,
         }
     };
-    let shutdown = ctx.shutdown.clone();
-    let builders = live.clone();
     let conn = Arc::new(ConnCtx {
         ctx,
         live,
@@ -186,17 +192,18 @@ async fn run<S>(
         subject,
         shared: shared.clone(),
     });
-    // Boxed, so an idle keep-alive connection does not carry a request's (large) state
-    // inline in hyper's dispatcher: it costs an allocation per request instead.
-    let svc = {
-        let conn = conn.clone();
-        service_fn(move |req| Box::pin(service::handle(conn.clone(), req)))
-    };
-    // The hyper connections are boxed: inline, their state would be part of this task
-    // for its whole life, parked or not (a task is as large as its largest state).
     if h2 {
+        let shutdown = conn.ctx.shutdown.clone();
+        let builders = conn.live.clone();
+        // The hyper connection is boxed: inline, its state would be part of this task for
+        // its whole life (a task is as large as its largest state).
         let result = drive!(
-            Box::pin(builders.http.h2.serve_connection(TokioIo::new(io), svc)),
+            Box::pin(
+                builders
+                    .http
+                    .h2
+                    .serve_connection(TokioIo::new(io), service(&conn))
+            ),
             stop,
             shutdown
         );
@@ -205,41 +212,111 @@ async fn run<S>(
         }
         return;
     }
-    // HTTP/1: one hyper connection per busy period. When the connection idles with
-    // nothing buffered, hyper is let go (its buffers freed) and the bare socket waits here
-    // for the next request, or for the idle timeout.
-    loop {
-        let (park_tx, park_rx) = tokio::sync::oneshot::channel();
-        io.park_into(PARK_AFTER, park_tx);
-        let result = drive!(
-            Box::pin(
-                builders
-                    .http
-                    .h1
-                    .serve_connection(TokioIo::new(io), svc.clone())
-                    .with_upgrades()
-            ),
+    // HTTP/1 goes on in a task of its own, sized for what a keep-alive connection keeps
+    // for most of its life: the idle wait. This task (its arguments, the TLS handshake,
+    // the protocol detection: 1.7 KiB) ends here.
+    tokio::spawn(http1(
+        Http1 {
+            conn,
             stop,
-            shutdown
-        );
-        if let Err(e) = result {
-            tracing::debug!(listener = %listener_id, client = %peer, error = %e, "client connection ended with an error");
+            timeouts,
+            _open: open,
+        },
+        Box::new(io),
+    ));
+}
+
+/// A response to one request, as hyper's service returns it.
+type Answer = Result<http::Response<super::body::ResponseBody>, std::convert::Infallible>;
+/// The boxed future of one request.
+type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
+
+/// The service hyper calls for each request of a connection.
+fn service(
+    conn: &Arc<ConnCtx>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<super::body::ResponseBody>,
+    Error = std::convert::Infallible,
+    Future = Handling,
+> + Clone {
+    let conn = conn.clone();
+    // Boxed, so an idle keep-alive connection does not carry a request's (large) state
+    // inline in hyper's dispatcher: it costs an allocation per request instead.
+    service_fn(move |req| Box::pin(service::handle(conn.clone(), req)) as Handling)
+}
+
+/// What an HTTP/1 connection's task keeps between requests.
+struct Http1<G> {
+    conn: Arc<ConnCtx>,
+    stop: CancellationToken,
+    timeouts: Timeouts,
+    /// Counts the connection as open (a node drain waits for it; the listener's
+    /// connection limit counts it) until dropped.
+    _open: (HttpConnGuard, G),
+}
+
+/// An HTTP/1 connection: one hyper connection per busy period. When the connection idles
+/// with nothing buffered, hyper is let go (its buffers freed) and the bare socket waits
+/// here for the next request, or for the idle timeout. The busy period is boxed, so the
+/// task is only as large as the idle wait.
+async fn http1<S, G: Send + Sync + 'static>(st: Http1<G>, mut io: Box<ClientIo<S>>)
+where
+    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
+{
+    loop {
+        let Some(parked) = Box::pin(busy(&st, io)).await else {
             return;
-        }
-        // Handed back only when the connection ended by parking.
-        let Ok(parked) = park_rx.await else { return };
-        let idle_deadline = shared.idle_since() + timeouts.idle;
+        };
+        let shared = &st.conn.shared;
+        let idle_deadline = shared.idle_since() + st.timeouts.idle;
         tokio::select! {
             r = parked.io.wait_readable() => if r.is_err() { return },
             _ = tokio::time::sleep_until(idle_deadline) => {
-                tracing::debug!(client = %peer, "closing client connection: idle timeout");
+                tracing::debug!(client = %st.conn.peer, "closing client connection: idle timeout");
                 return;
             }
-            _ = stop.cancelled() => return,
-            _ = shutdown.cancelled() => return,
+            _ = st.stop.cancelled() => return,
+            _ = st.conn.ctx.shutdown.cancelled() => return,
         }
-        io = ClientIo::resume(parked, shared.clone(), timeouts, peer);
+        // Boxed: a future's arguments stay in it for its whole life, and the idle wait
+        // should not carry a ClientIo's worth of bytes.
+        io = Box::new(ClientIo::resume(
+            parked,
+            shared.clone(),
+            st.timeouts,
+            st.conn.peer,
+        ));
     }
+}
+
+/// One busy period: hyper serves until the connection idles (the socket comes back,
+/// parked) or ends (`None`).
+async fn busy<S, G>(st: &Http1<G>, io: Box<ClientIo<S>>) -> Option<Parked<S>>
+where
+    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
+{
+    let mut io = *io;
+    let (park_tx, park_rx) = tokio::sync::oneshot::channel();
+    io.park_into(PARK_AFTER, park_tx);
+    let result = drive!(
+        Box::pin(
+            st.conn
+                .live
+                .http
+                .h1
+                .serve_connection(TokioIo::new(io), service(&st.conn))
+                .with_upgrades()
+        ),
+        st.stop,
+        st.conn.ctx.shutdown
+    );
+    if let Err(e) = result {
+        tracing::debug!(listener = %st.conn.listener_id, client = %st.conn.peer, error = %e, "client connection ended with an error");
+        return None;
+    }
+    // Handed back only when the connection ended by parking.
+    park_rx.await.ok()
 }
 
 /// How long an HTTP/1 keep-alive connection idles before hyper lets go of it (see
@@ -269,15 +346,13 @@ impl WaitReadable for tokio_rustls::server::TlsStream<TcpStream> {
 
 #[cfg(test)]
 mod tests {
-    /// Every client connection is one task as large as its future's largest state, for
-    /// its whole life: hyper's connection state must stay boxed (1.7 KiB measured with
-    /// it boxed, 4.3 KiB inline).
-    #[tokio::test]
-    async fn the_connection_task_stays_small() {
+    use std::sync::Arc;
+
+    async fn context() -> (crate::proxy::ProxyContext, tokio::net::TcpStream) {
         let s = crate::settings::ProxySettings::default();
         let resolver = crate::resolve::Resolver::new(crate::resolve::ResolverConfig::default());
         let ctx = crate::proxy::ProxyContext::new(
-            std::sync::Arc::new(crate::snapshot::SnapshotCell::default()),
+            Arc::new(crate::snapshot::SnapshotCell::default()),
             resolver,
             &s,
         );
@@ -285,16 +360,56 @@ mod tests {
         let c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
             .await
             .unwrap();
+        (ctx, c)
+    }
+
+    /// A task is as large as its future's largest state, for its whole life. The task
+    /// that accepts (TLS handshake, protocol detection) is short-lived; HTTP/1 connections
+    /// go on in a task sized for the idle wait, which is what thousands of idle keep-alive
+    /// connections hold (1.7 KiB for the first task and for all of them before the split).
+    #[tokio::test]
+    async fn the_connection_tasks_stay_small() {
+        let (ctx, c) = context().await;
         let peer = c.local_addr().unwrap();
-        let f = super::serve(
+        let live = ctx.live();
+        let conn = Arc::new(super::ConnCtx {
+            ctx: ctx.clone(),
+            live: live.clone(),
+            listener_id: Arc::from("x"),
+            peer,
+            https: false,
+            subject: None,
+            shared: super::ConnShared::new(),
+        });
+        let timeouts = super::Timeouts {
+            head: live.http.limits.head_timeout,
+            idle: live.http.limits.idle_timeout,
+        };
+        let io = super::ClientIo::new(c, conn.shared.clone(), 8192, timeouts, false, peer);
+        let st = super::Http1 {
+            conn,
+            stop: tokio_util::sync::CancellationToken::new(),
+            timeouts,
+            _open: (ctx.http_connection(), ()),
+        };
+        let idle = std::mem::size_of_val(&super::http1(st, Box::new(io)));
+        assert!(
+            idle <= 768,
+            "an HTTP/1 connection's task takes {idle} bytes (648 measured)"
+        );
+
+        let (ctx, c) = context().await;
+        let peer = c.local_addr().unwrap();
+        let first = std::mem::size_of_val(&super::serve(
             ctx,
-            std::sync::Arc::from("x"),
+            Arc::from("x"),
             c,
             peer,
             None,
             tokio_util::sync::CancellationToken::new(),
-        );
-        let size = std::mem::size_of_val(&f);
-        assert!(size < 2560, "a client connection task takes {size} bytes");
+            (),
+        ));
+        assert!(first < 2560, "the accepting task takes {first} bytes");
+        println!("accepting task {first} bytes, HTTP/1 connection task {idle} bytes");
     }
 }
