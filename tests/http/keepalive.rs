@@ -109,3 +109,41 @@ async fn an_idle_https_keep_alive_connection_serves_again() -> anyhow::Result<()
     })
     .await
 }
+
+/// The listener's `connection_limit` counts open client connections, idle keep-alive ones
+/// included (after their park, an HTTP/1 connection lives on in a task of its own, which
+/// must keep holding its place).
+#[tokio::test]
+async fn the_connection_limit_counts_idle_keep_alive_connections() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("app").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("app", &[b.addr]).await?;
+        let mut req = fixtures::listener("", "", pb::ListenerProtocol::Http, 0);
+        req.default_pool_id = Some(pool);
+        req.connection_limit = Some(2);
+        let (_, addr) = lb.listener_with(req).await?;
+        // The readiness probe's connection has gone.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let mut first = TcpStream::connect(addr).await?;
+        assert_eq!(exchange(&mut first, "/1").await?, "app");
+        let mut second = TcpStream::connect(addr).await?;
+        assert_eq!(exchange(&mut second, "/2").await?, "app");
+        // Both idle past the park delay (250 ms).
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let mut third = TcpStream::connect(addr).await?;
+        assert!(
+            exchange(&mut third, "/3").await.is_err(),
+            "a third connection is refused while two idle ones are open"
+        );
+        // One leaves: there is room again, and the parked one still serves.
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut fourth = TcpStream::connect(addr).await?;
+        assert_eq!(exchange(&mut fourth, "/4").await?, "app");
+        assert_eq!(exchange(&mut second, "/5").await?, "app");
+        Ok(())
+    })
+    .await
+}
