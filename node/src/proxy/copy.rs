@@ -225,7 +225,7 @@ pub async fn splice(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -238,7 +238,8 @@ mod tests {
         }
     }
 
-    async fn pair() -> (TcpStream, TcpStream) {
+    /// Both ends of a loopback TCP connection (tests of the copy paths).
+    pub(crate) async fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (b, _) = l.accept().await.unwrap();

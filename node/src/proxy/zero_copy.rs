@@ -99,15 +99,8 @@ pub async fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::copy::tests::pair;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-        let (b, _) = l.accept().await.unwrap();
-        (a, b)
-    }
 
     #[tokio::test]
     async fn moves_a_large_stream_byte_exact() {
