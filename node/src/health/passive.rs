@@ -173,6 +173,9 @@ fn apply(state: &BackendState, ticket: Option<Ticket>, outcome: Outcome) {
         return;
     }
     let policy = state.policy();
+    // Ejecting and recording why happen under the details lock, so that a status read
+    // (which takes it too) sees both or neither.
+    let mut details = state.details();
     if let Some((d, n)) =
         state
             .passive()
@@ -186,7 +189,7 @@ fn apply(state: &BackendState, ticket: Option<Ticket>, outcome: Outcome) {
         tracing::warn!(backend = %state.id(), "{why}");
         metrics::counter!("fiberlb_backend_ejections_total", "backend" => state.id().to_string())
             .increment(1);
-        state.details().last_error = Some(why);
+        details.last_error = Some(why);
     }
 }
 

@@ -142,14 +142,19 @@ impl BackendState {
     /// The full health status shown by the API. `consecutive_*` count active probes in a
     /// pool with an active check, and passive failures of real traffic in one without.
     pub fn health_status(&self, pool_has_active_check: bool) -> HealthStatus {
-        let d = self.details().clone();
+        // The verdict is read under the details lock, which a passive ejection holds while
+        // it ejects and records why: never "unhealthy" without the reason.
+        let (d, healthy) = {
+            let guard = self.details();
+            (guard.clone(), self.is_healthy(pool_has_active_check))
+        };
         let (failures, successes) = if pool_has_active_check {
             (d.consecutive_failures, d.consecutive_successes)
         } else {
             (self.passive.failures(), 0)
         };
         HealthStatus {
-            healthy: self.is_healthy(pool_has_active_check),
+            healthy,
             last_check: d.last_check,
             last_healthy: d.last_healthy,
             consecutive_failures: failures,
