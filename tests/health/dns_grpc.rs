@@ -120,3 +120,47 @@ async fn a_grpc_check_follows_serving_and_not_serving() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// A backend process frozen with SIGSTOP answers nothing (its sockets stay open, so a
+/// plain TCP check would still pass): its DNS checks time out and it goes unhealthy; once
+/// resumed with SIGCONT it passes again and is healthy after `healthy_threshold` checks.
+#[tokio::test]
+async fn a_frozen_backend_process_goes_unhealthy_and_comes_back_when_resumed() -> anyhow::Result<()>
+{
+    bounded(async {
+        let (dns, port) = dnsmasq().await?;
+        let pid = dns.id().ok_or_else(|| anyhow::anyhow!("dnsmasq exited"))? as i32;
+        let server: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut lb = start(None).await?;
+        let pool = lb.pool("ns", Some(dns_check("10.1.2.3")), None).await?;
+        let id = lb.add(&pool, "ns", server).await?;
+        lb.wait_health(&id, Duration::from_secs(15), "healthy", |h| h.healthy)
+            .await?;
+
+        // SAFETY: kill(2) on our own child, not yet reaped (so the PID is not reused).
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let (h, took) = lb
+            .wait_health(&id, Duration::from_secs(15), "frozen: unhealthy", |h| {
+                !h.healthy
+            })
+            .await?;
+        println!("frozen (SIGSTOP) backend unhealthy after {took:?}: {h:?}");
+        // Two failed checks, each up to interval 1 s + timeout 1 s, and a poll's slack.
+        assert!(
+            took < Duration::from_secs(5),
+            "a frozen backend stayed healthy for {took:?}"
+        );
+
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let (_, back) = lb
+            .wait_health(&id, Duration::from_secs(15), "resumed: healthy", |h| {
+                h.healthy
+            })
+            .await?;
+        println!("resumed (SIGCONT) backend healthy again after {back:?}");
+        drop(dns);
+        Ok(())
+    })
+    .await
+}
