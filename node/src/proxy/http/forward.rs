@@ -367,6 +367,15 @@ struct SendFailed {
     why: String,
 }
 
+impl SendFailed {
+    fn new(connect: bool, e: &dyn std::error::Error) -> Self {
+        SendFailed {
+            connect,
+            why: error_chain(e),
+        }
+    }
+}
+
 /// Sends `req` to the backend of `entry`: through hyper's clients when `hyper` (HTTP/2 or
 /// an upgrade), else through ours.
 async fn send(entry: &Entry, hyper: bool, req: Request<ProxyBody>) -> Result<Sent, SendFailed> {
@@ -380,20 +389,14 @@ async fn send(entry: &Entry, hyper: bool, req: Request<ProxyBody>) -> Result<Sen
             .request(req)
             .await
             .map(Sent::Hyper)
-            .map_err(|e| SendFailed {
-                connect: e.is_connect(),
-                why: error_chain(&e),
-            })
+            .map_err(|e| SendFailed::new(e.is_connect(), &e))
     } else {
         entry
             .http1
             .send(req)
             .await
             .map(Sent::Own)
-            .map_err(|e| SendFailed {
-                connect: e.is_connect(),
-                why: error_chain(&e),
-            })
+            .map_err(|e| SendFailed::new(e.is_connect(), &e))
     }
 }
 
