@@ -59,7 +59,10 @@ for p in "${ECHO_PORTS[@]}"; do wait_for 10 "echo backend :$p" port_open "$p"; d
 # ---------------------------------------------------------------- proxies
 start_fiberlb() {
     local t=$1 lb pool_iperf pool_echo p
-    fiberlb_serve "$t"
+    # TCP keepalive off, as HAProxy and nginx leave it (the same socket options on all
+    # three; FiberLB's default would cost two setsockopt calls per backend connection).
+    printf '[proxy]\ntcp_keepalive_seconds = 0\n' >"$WORK/fiberlb-l4.toml"
+    fiberlb_serve "$t" --config "$WORK/fiberlb-l4.toml"
     lb=$(fl lb create --org bench --name b -o json | json_id)
     pool_iperf=$(fl pool create --lb "$lb" --name iperf -o json | json_id)
     pool_echo=$(fl pool create --lb "$lb" --name echo -o json | json_id)
@@ -95,7 +98,10 @@ start_nginx() {
         printf 'worker_processes %s;\nworker_rlimit_nofile %s;\ndaemon off;\n' "$t" "$FD_LIMIT"
         printf 'pid %s/nginx-%s.pid;\nerror_log %s/nginx-%s.error.log warn;\n' "$WORK" "$t" "$WORK" "$t"
         printf 'events { worker_connections %s; }\n' $((FD_LIMIT - 100))
-        printf 'stream {\n    proxy_timeout 300s;\n'
+        # Half-closes forwarded, as FiberLB and HAProxy do: nginx's default closes both
+        # sides at the first FIN (fewer system calls, but it cuts off a backend still
+        # answering a client that has finished sending).
+        printf 'stream {\n    proxy_timeout 300s;\n    proxy_half_close on;\n'
         printf '    upstream iperf { server 127.0.0.1:%s; }\n' "$IPERF_PORT"
         printf '    upstream echo {\n'
         for p in "${ECHO_PORTS[@]}"; do printf '        server 127.0.0.1:%s;\n' "$p"; done
@@ -245,6 +251,7 @@ mkdir -p "$HERE/results"
     echo "- load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- fiberlb $(fiberlb_version); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(iperf3 -v | head -n1 | cut -d' ' -f1-2)"
     echo "- threads per proxy: $THREADS (fiberlb TOKIO_WORKER_THREADS, haproxy nbthread, nginx worker_processes)"
+    echo "- same socket semantics on all three: TCP keepalive off (fiberlb tcp_keepalive_seconds = 0), half-closes forwarded (nginx proxy_half_close on)"
     echo "- medians of $RUNS interleaved rounds; iperf3 -t $IPERF_SECS; connection rate: $RATE_CONCURRENCY concurrent clients for ${RATE_SECS}s; $IDLE idle connections"
     echo "- ratio: fiberlb / the better of haproxy and nginx; \"win\" = fiberlb at least as fast, or uses less memory"
     echo "$TABLES"

@@ -128,19 +128,17 @@ struct CheckConfigArgs {
     print: bool,
 }
 
+/// Threads of the control plane's runtime.
+const CONTROL_THREADS: usize = 2;
+
 /// Entry point of the `fiberlb` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The control plane's runtime (API, health checks, gossip, BGP; the CLI's client).
+    // The data plane runs on its own threads (`[proxy] worker_threads`, see
+    // `proxy::workers`), so two threads are plenty here.
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Serve(args) = &cli.command {
-        // `[proxy] worker_threads` sizes the runtime, so it is read before the runtime
-        // exists; an invalid configuration is reported by `serve` itself just after.
-        if let Ok(s) = crate::settings::load(args) {
-            if s.proxy.worker_threads > 0 {
-                builder.worker_threads(s.proxy.worker_threads);
-            }
-        }
-    }
+    builder.worker_threads(CONTROL_THREADS);
     let runtime = match builder
         .on_thread_park(crate::alloc_trim::on_park)
         .enable_all()

@@ -4,7 +4,8 @@
 //! change (and periodically, to retry binds that failed). Closing a listener stops
 //! accepting only: connections already accepted finish on the snapshot they started
 //! with, so a configuration change drops nothing. TCP listeners get one `SO_REUSEPORT`
-//! socket per core, each with its own accept loop.
+//! socket per data-plane worker (see [`super::workers`]), each with its own accept loop
+//! on that worker.
 //!
 //! HTTPS listeners also get their TLS configuration here, off the hot path: it is built
 //! when the listener opens and rebuilt only when the listener or a certificate changed
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::context::ProxyContext;
+use super::workers::Workers;
 use super::{http, passthrough, tcp, tls_termination, udp};
 use crate::snapshot::Snapshot;
 
@@ -79,6 +81,7 @@ pub fn bind_ip(override_ip: Option<IpAddr>, vip: Option<IpAddr>) -> IpAddr {
 pub async fn run(
     ctx: ProxyContext,
     bind_override: Option<IpAddr>,
+    workers: Arc<Workers>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut changed = ctx.cell.subscribe();
@@ -86,7 +89,7 @@ pub async fn run(
     let mut tls_failed: HashMap<String, u64> = HashMap::new();
     let mut retry = tokio::time::interval(RETRY);
     loop {
-        reconcile(&ctx, bind_override, &mut running, &mut tls_failed);
+        reconcile(&ctx, bind_override, &workers, &mut running, &mut tls_failed);
         tokio::select! {
             r = changed.changed() => if r.is_err() { break },
             _ = retry.tick() => {}
@@ -135,6 +138,7 @@ fn tls_for(
 fn reconcile(
     ctx: &ProxyContext,
     bind_override: Option<IpAddr>,
+    workers: &Workers,
     running: &mut HashMap<String, Running>,
     tls_failed: &mut HashMap<String, u64>,
 ) {
@@ -217,10 +221,11 @@ fn reconcile(
         let tls = built.map(|(config, fp)| (Arc::new(ArcSwap::new(config)), fp));
         let stop = CancellationToken::new();
         let started = if bind.udp {
-            start_udp(ctx, id, bind.addr, stop.clone())
+            start_udp(ctx, workers, id, bind.addr, stop.clone())
         } else {
             start_tcp(
                 ctx,
+                workers,
                 id,
                 bind.addr,
                 protocol,
@@ -268,20 +273,18 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket
 
 fn start_tcp(
     ctx: &ProxyContext,
+    workers: &Workers,
     id: &str,
     addr: SocketAddr,
     protocol: ListenerProtocol,
     tls: Option<TlsSlot>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    // One acceptor per runtime thread (`[proxy] worker_threads`): the kernel spreads new
-    // connections over the SO_REUSEPORT sockets, so no thread is a hand-off point.
-    let n = tokio::runtime::Handle::current()
-        .metrics()
-        .num_workers()
-        .clamp(1, 64);
-    let mut listeners = Vec::with_capacity(n);
-    for _ in 0..n {
+    // One acceptor per worker (`[proxy] worker_threads`): the kernel spreads new
+    // connections over the SO_REUSEPORT sockets, so no thread is a hand-off point, and a
+    // connection stays on the worker that accepted it.
+    let mut listeners = Vec::with_capacity(workers.handles().len());
+    for worker in workers.handles() {
         let s = socket(addr, Type::STREAM, Protocol::TCP)?;
         // Accepted sockets inherit these on Linux: no per-connection setsockopt calls.
         s.set_tcp_nodelay(ctx.sockets.nodelay)?;
@@ -289,10 +292,12 @@ fn start_tcp(
             s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle))?;
         }
         s.listen(BACKLOG)?;
-        listeners.push(TcpListener::from_std(s.into())?);
+        // Registered with the worker's reactor, where its accept loop runs.
+        let _on = worker.enter();
+        listeners.push((worker, TcpListener::from_std(s.into())?));
     }
     let open = Arc::new(AtomicU32::new(0));
-    for listener in listeners {
+    for (worker, listener) in listeners {
         let (ctx, id, stop, open, tls) = (
             ctx.clone(),
             id.to_string(),
@@ -300,9 +305,8 @@ fn start_tcp(
             open.clone(),
             tls.clone(),
         );
-        tokio::spawn(
-            async move { accept_loop(ctx, id, listener, protocol, tls, stop, open).await },
-        );
+        worker
+            .spawn(async move { accept_loop(ctx, id, listener, protocol, tls, stop, open).await });
     }
     Ok(())
 }
@@ -379,12 +383,20 @@ async fn accept_loop(
 
 fn start_udp(
     ctx: &ProxyContext,
+    workers: &Workers,
     id: &str,
     addr: SocketAddr,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
+    // One socket (its flow table is the listener's), on a worker chosen by the listener
+    // id so that several UDP listeners spread over the workers.
+    let handles = workers.handles();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    let worker = &handles[(h.finish() % handles.len() as u64) as usize];
     let s = socket(addr, Type::DGRAM, Protocol::UDP)?;
+    let _on = worker.enter();
     let socket = Arc::new(UdpSocket::from_std(s.into())?);
-    tokio::spawn(udp::serve(ctx.clone(), id.to_string(), socket, stop));
+    worker.spawn(udp::serve(ctx.clone(), id.to_string(), socket, stop));
     Ok(())
 }

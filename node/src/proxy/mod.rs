@@ -17,6 +17,8 @@ pub mod proxy_protocol;
 pub mod tcp;
 pub mod tls_termination;
 pub mod udp;
+pub mod workers;
 mod zero_copy;
 
 pub use context::ProxyContext;
+pub use workers::Workers;

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::runtime::NodeRuntime;
 use crate::health::PolicyDefaults;
-use crate::proxy::{listeners, ProxyContext};
+use crate::proxy::{listeners, ProxyContext, Workers};
 use crate::resolve::{Resolver, ResolverConfig};
 use crate::settings::{CircuitBreakerSettings, HealthCheckSettings, ProxySettings, Settings};
 use crate::snapshot::{watch_store, SnapshotCell};
@@ -24,6 +24,9 @@ pub struct DataPlane {
     /// The `[health_check]` and `[circuit_breaker]` defaults the active checker resolves
     /// pools' rules with (changed on reload).
     health_defaults: watch::Sender<PolicyDefaults>,
+    /// The data plane's threads: held here so that they outlive the listener manager
+    /// (which stops first on shutdown) until the drain is over.
+    _workers: Arc<Workers>,
 }
 
 /// Starts the data plane; it stops accepting when `stop` turns true.
@@ -31,6 +34,7 @@ pub fn start(
     settings: &Settings,
     store: Arc<dyn ConfigStore>,
     runtime: Arc<NodeRuntime>,
+    workers: Arc<Workers>,
     stop: watch::Receiver<bool>,
 ) -> DataPlane {
     let state = Arc::new(RuntimeState::default());
@@ -53,6 +57,7 @@ pub fn start(
     tokio::spawn(listeners::run(
         ctx.clone(),
         settings.proxy.bind_address,
+        workers.clone(),
         stop.clone(),
     ));
     tokio::spawn(enforce_drain_deadlines(cell.clone(), stop.clone()));
@@ -71,6 +76,7 @@ pub fn start(
         state,
         ctx,
         health_defaults,
+        _workers: workers,
     }
 }
 

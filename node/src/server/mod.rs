@@ -75,7 +75,17 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(g) = cluster::start(&settings, grpc_addr, gossip_stop.clone()).await? {
         runtime.attach_gossip(g);
     }
-    let data_plane = dataplane::start(&settings, store.clone(), runtime.clone(), stop_rx.clone());
+    // The data plane's threads; they stop when the data plane is dropped, after the drain.
+    let workers =
+        crate::proxy::Workers::start(settings.proxy.worker_threads, crate::alloc_trim::on_park)
+            .context("starting the data-plane worker threads")?;
+    let data_plane = dataplane::start(
+        &settings,
+        store.clone(),
+        runtime.clone(),
+        Arc::new(workers),
+        stop_rx.clone(),
+    );
     let anycast = bgp::start(&settings, runtime.clone()).await?;
 
     // The admin server outlives the drain, so /ready answers 503 while connections finish.

@@ -52,9 +52,11 @@ pub struct ProxySettings {
     /// append, as HAProxy's `option forwardfor` and nginx's `$proxy_add_x_forwarded_for`
     /// do); `[]` trusts nobody. Applies live on SIGHUP.
     pub trusted_forwarders: Vec<ipnet::IpNet>,
-    /// Threads of the node's async runtime, which runs the data plane (each TCP listener
-    /// gets one `SO_REUSEPORT` acceptor per thread). Default 0 = `TOKIO_WORKER_THREADS`
-    /// if set, else the number of cores; at most 1024. Needs a restart.
+    /// Threads of the data plane: each runs its own single-threaded runtime, each TCP
+    /// listener gets one `SO_REUSEPORT` acceptor per thread, and a connection stays on the
+    /// thread that accepted it (the API, health checks, gossip and BGP run on two other
+    /// threads). Default 0 = `TOKIO_WORKER_THREADS` if set, else the number of cores; at
+    /// most 1024. Needs a restart.
     pub worker_threads: usize,
     /// `[proxy.tls]`: TLS termination defaults.
     pub tls: ProxyTlsSettings,
