@@ -52,7 +52,7 @@ pub struct ProxySettings {
     /// append, as HAProxy's `option forwardfor` and nginx's `$proxy_add_x_forwarded_for`
     /// do); `[]` trusts nobody. Applies live on SIGHUP.
     pub trusted_forwarders: Vec<ipnet::IpNet>,
-    /// Threads of the data plane: each runs its own single-threaded runtime, each TCP
+    /// Threads of the data plane: each is the only worker of a runtime of its own, each TCP
     /// listener gets one `SO_REUSEPORT` acceptor per thread, and a connection stays on the
     /// thread that accepted it (the API, health checks, gossip and BGP run on two other
     /// threads). Default 0 = `TOKIO_WORKER_THREADS` if set, else the number of cores; at
