@@ -11,7 +11,7 @@ use super::client_hello::peek_client_hello;
 use super::connect::connect;
 use super::context::ProxyContext;
 use super::host_match;
-use super::tcp::relay;
+use super::tcp::{relay, RelayConf};
 
 /// The pool for a hello with this SNI: the first enabled rule whose host conditions all
 /// match, else the listener's (then the load balancer's) default pool.
@@ -54,8 +54,7 @@ pub async fn handle(
     let Some((l, lb)) = snapshot.active_listener(listener_id) else {
         return;
     };
-    let (l, lb) = (l.clone(), lb.clone());
-    let pool = route(&l, &lb, hello.sni.as_deref());
+    let pool = route(l, lb, hello.sni.as_deref());
     let backend = match connect(&snapshot, pool, peer, &ctx.resolver, ctx.sockets_now()).await {
         Ok(b) => b,
         Err(e) => {
@@ -64,6 +63,7 @@ pub async fn handle(
             return;
         }
     };
+    let conf = RelayConf::new(l, lb, &backend);
     drop(snapshot);
-    relay(ctx, &l, &lb, client, peer, backend, &preface).await;
+    relay(ctx, conf, client, peer, backend, &preface).await;
 }

@@ -2,12 +2,14 @@
 //! send a PROXY protocol header, then copy bytes both ways until both sides are done.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fiberlb_api::model::{Listener, LoadBalancer, ProxyProtocolVersion};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::conn_metrics::ConnMetrics;
 use super::connect::{connect, BackendConn};
 use super::context::ProxyContext;
 use super::copy::{splice, CopyEnd, CopyOptions, Transferred};
@@ -19,7 +21,6 @@ pub async fn handle(ctx: &ProxyContext, listener_id: &str, client: TcpStream, pe
     let Some((l, lb)) = snapshot.active_listener(listener_id) else {
         return;
     };
-    let (l, lb) = (l.clone(), lb.clone());
     let pool = l
         .default_pool_id
         .as_deref()
@@ -33,22 +34,41 @@ pub async fn handle(ctx: &ProxyContext, listener_id: &str, client: TcpStream, pe
             return;
         }
     };
+    let conf = RelayConf::new(l, lb, &backend);
     drop(snapshot);
-    relay(ctx, &l, &lb, client, peer, backend, &[]).await;
+    relay(ctx, conf, client, peer, backend, &[]).await;
+}
+
+/// What a relayed connection keeps of its listener and load balancer: their metric
+/// handles and the idle timeout. Not the objects themselves, so that the snapshot can go
+/// (a long connection would otherwise pin every configuration it started under) without
+/// copying them (their strings, rules and tags cost a dozen allocations per connection).
+pub struct RelayConf {
+    metrics: Arc<ConnMetrics>,
+    idle: Duration,
+}
+
+impl RelayConf {
+    /// For a connection of listener `l` (of `lb`) to `backend`.
+    pub fn new(l: &Listener, lb: &LoadBalancer, backend: &BackendConn) -> Self {
+        let b = &backend.plan.backends[backend.index];
+        RelayConf {
+            metrics: super::conn_metrics::get(&lb.id, &l.id, &b.id),
+            idle: Duration::from_millis(u64::from(l.timeout_client_ms.max(1))),
+        }
+    }
 }
 
 /// Sends the PROXY header and `preface` (bytes already read from the client), then splices.
 pub async fn relay(
     ctx: &ProxyContext,
-    l: &Listener,
-    lb: &LoadBalancer,
+    conf: RelayConf,
     client: TcpStream,
     peer: SocketAddr,
     mut backend: BackendConn,
     preface: &[u8],
 ) {
-    let b = &backend.plan.backends[backend.index];
-    let m = super::conn_metrics::get(&lb.id, &l.id, &b.id);
+    let RelayConf { metrics: m, idle } = conf;
     m.total.increment(1);
     m.active.increment(1.0);
     let mut header = Vec::new();
@@ -70,7 +90,6 @@ pub async fn relay(
             backend.stream.write_all(&header).await?;
         }
         let cancel = backend.state.close_token();
-        let idle = Duration::from_millis(u64::from(l.timeout_client_ms.max(1)));
         tokio::select! {
             r = splice(&client, &backend.stream, CopyOptions { buf_size: ctx.buffer_size, zero_copy: ctx.zero_copy, idle }, &cancel, &moved) => r,
             _ = ctx.shutdown.cancelled() => Ok(CopyEnd::Cancelled),
