@@ -53,7 +53,33 @@ pub struct HttpBackend {
     pub hits: Arc<AtomicUsize>,
     /// The last request.
     pub last: Arc<Mutex<Option<Seen>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    load: Arc<Load>,
     task: JoinHandle<()>,
+}
+
+/// Concurrent requests of one backend.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// One request being answered; counts itself out when dropped.
+struct Answering(Arc<Load>);
+
+impl Answering {
+    fn new(load: &Arc<Load>) -> Self {
+        let now = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.peak.fetch_max(now, Ordering::SeqCst);
+        Answering(load.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for HttpBackend {
@@ -101,13 +127,20 @@ impl HttpBackend {
         let addr = l.local_addr()?;
         let hits = Arc::new(AtomicUsize::new(0));
         let last = Arc::new(Mutex::new(None));
-        let (n, h, s) = (name.to_string(), hits.clone(), last.clone());
+        let load = Arc::new(Load::default());
+        let (n, h, s, ld) = (name.to_string(), hits.clone(), last.clone(), load.clone());
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = l.accept().await {
-                let (n, h, s, tls) = (n.clone(), h.clone(), s.clone(), tls.clone());
+                let (n, h, s, ld, tls) = (n.clone(), h.clone(), s.clone(), ld.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        answer(req, n.clone(), h.clone(), s.clone())
+                        let busy = Answering::new(&ld);
+                        let answer = answer(req, n.clone(), h.clone(), s.clone());
+                        async move {
+                            let r = answer.await;
+                            drop(busy);
+                            r
+                        }
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -134,6 +167,7 @@ impl HttpBackend {
             name: name.to_string(),
             hits,
             last,
+            load,
             task,
         })
     }
@@ -146,6 +180,11 @@ impl HttpBackend {
     /// Requests seen so far.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// The most requests it was answering at once (until each response head was ready).
+    pub fn peak(&self) -> usize {
+        self.load.peak.load(Ordering::SeqCst)
     }
 }
 

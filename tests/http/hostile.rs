@@ -122,3 +122,53 @@ async fn header_and_body_limits_and_slow_headers() -> anyhow::Result<()> {
     })
     .await
 }
+
+/// A backend's `max_connections` caps its in-flight requests exactly on one node: 12
+/// concurrent slow requests against a limit of 2 never put a third on the backend at
+/// once, and the requests that find it full are answered 503 at once instead of queuing.
+#[tokio::test]
+async fn max_connections_caps_in_flight_requests_exactly() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("app").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("app", &[]).await?;
+        let req = pb::AddBackendRequest {
+            max_connections: Some(2),
+            ..backend(&pool, "app-0", ip("127.0.0.1"), u32::from(b.addr.port()))
+        };
+        lb.api.backend.add_backend(req).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        eventually("the backend serves", || async {
+            Ok(get(addr, "a", "/", &[]).await?.status == 200)
+        })
+        .await?;
+
+        let started = Instant::now();
+        let calls: Vec<_> = (0..12)
+            .map(|_| tokio::spawn(async move { get(addr, "a", "/slow/400", &[]).await }))
+            .collect();
+        let mut statuses = Vec::new();
+        for c in calls {
+            statuses.push(c.await??.status.as_u16());
+        }
+        let ok = statuses.iter().filter(|s| **s == 200).count();
+        let full = statuses.iter().filter(|s| **s == 503).count();
+        assert!(
+            b.peak() <= 2,
+            "the backend had {} requests at once",
+            b.peak()
+        );
+        assert_eq!(ok + full, 12, "statuses: {statuses:?}");
+        assert!(ok >= 2, "statuses: {statuses:?}");
+        assert!(full >= 1, "statuses: {statuses:?}");
+        // The turned-away requests did not wait for a slot: all 12 ended within about one
+        // slow answer (two rounds would take 800 ms).
+        assert!(
+            started.elapsed() < Duration::from_millis(790),
+            "{:?}",
+            started.elapsed()
+        );
+        Ok(())
+    })
+    .await
+}

@@ -76,7 +76,6 @@ pub async fn serve(
                     metrics::counter!("fiberlb_connections_total", &labels).increment(1);
                     let active = metrics::gauge!("fiberlb_connections_active", &labels);
                     active.increment(1.0);
-                    state.stats.active.fetch_add(1, Ordering::Relaxed);
                     let cancel = state.close_token();
                     let r = relay_replies(
                         &flow, &socket, client, idle, started, &cancel, &stop, &labels,
@@ -137,6 +136,14 @@ async fn open_flow(
             continue;
         }
         let b = &plan.backends[i];
+        // The flow's slot, in one compare-and-swap: `pick_addr` saw room, but the flow
+        // opened just before this one may have taken the last slot since. The flow's task
+        // gives it back when the flow ends.
+        if !plan.states[i].stats.try_acquire(b.max_connections) {
+            super::connect::count_full(&plan, i);
+            last = format!("backend {} is at its max_connections", b.name);
+            continue;
+        }
         let labels: Labels = [
             ("lb", lb.id.clone()),
             ("listener", l.id.clone()),

@@ -135,12 +135,18 @@ impl Body for RequestBody {
 pub struct Active(Arc<BackendState>);
 
 impl Active {
-    /// Counts a request on `state`.
-    pub fn new(state: Arc<BackendState>) -> Self {
-        state.stats.active.fetch_add(1, Ordering::Relaxed);
-        // Requests sent since start: the status page shows its rate.
-        state.stats.started.fetch_add(1, Ordering::Relaxed);
-        Active(state)
+    /// Counts a request on `state` if the backend has room under `limit` (its
+    /// `max_connections`; `None` = no limit): the check and the count are one atomic step,
+    /// so requests racing for the last slot cannot both take it.
+    pub fn acquire(state: Arc<BackendState>, limit: Option<u32>) -> Option<Self> {
+        state.stats.try_acquire(limit).then_some(Active(state))
+    }
+}
+
+impl Active {
+    /// Counts the request as sent (the status page shows the rate of requests sent).
+    pub fn sent(&self) {
+        self.0.stats.started.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -153,6 +153,12 @@ pub async fn forward(
             Picked::Nothing => break,
         };
         let backend = &plan.backends[i];
+        // Takes the request's slot with one compare-and-swap: the pick saw room, but a
+        // request on another connection or thread may have taken the last slot since.
+        let Some(active) = Active::acquire(plan.states[i].clone(), backend.max_connections) else {
+            count_full(&plan, i);
+            continue;
+        };
         // The circuit breaker may refuse (half-open with its probe slots taken); asked
         // before the body is taken, so the next backend can still get it.
         let Some(admission) = passive::admit(&plan.states[i]) else {
@@ -189,9 +195,9 @@ pub async fn forward(
                 Ok(r) => r,
                 Err(why) => return fail(record, StatusCode::BAD_REQUEST, why),
             };
-        let active = Active::new(plan.states[i].clone());
         let close = plan.states[i].close_token();
         let started = Instant::now();
+        active.sent();
         sends += 1;
         let result = tokio::select! {
             r = tokio::time::timeout(backend_timeout, send(&entry, h2 || upgrade, breq)) => r,
