@@ -219,7 +219,10 @@ fn reconcile(
             None => None,
         };
         let tls = built.map(|(config, fp)| (Arc::new(ArcSwap::new(config)), fp));
-        let stop = CancellationToken::new();
+        // A child of the node's shutdown: a connection waiting on its listener's token
+        // also ends at shutdown, with one waiter instead of two (an idle keep-alive
+        // connection's task carries every future it waits on).
+        let stop = ctx.shutdown.child_token();
         let started = if bind.udp {
             start_udp(ctx, workers, id, bind.addr, stop.clone())
         } else {
@@ -329,6 +332,8 @@ async fn accept_loop(
     open: Arc<AtomicU32>,
 ) {
     let id: Arc<str> = id.into();
+    // What HTTP connections share (they keep it for their whole life).
+    let http_ctx = Arc::new(ctx.clone());
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -369,7 +374,15 @@ async fn accept_loop(
                 let tls = tls.as_ref().map(|slot| slot.load_full());
                 let stop = stop.clone();
                 // The guard goes with the connection: HTTP/1 continues in a task of its own.
-                tokio::spawn(http::serve(ctx, id, stream, peer, tls, stop, guard));
+                tokio::spawn(http::serve(
+                    http_ctx.clone(),
+                    id,
+                    stream,
+                    peer,
+                    tls,
+                    stop,
+                    guard,
+                ));
             }
             _ => {
                 tokio::spawn(async move {

@@ -23,8 +23,9 @@ use crate::snapshot::Snapshot;
 
 /// What the requests of one client connection share.
 pub struct ConnCtx {
-    /// The node's proxy context.
-    pub ctx: ProxyContext,
+    /// The node's proxy context (shared by the listener's connections: a copy would
+    /// cost every idle keep-alive connection 112 bytes more).
+    pub ctx: Arc<ProxyContext>,
     /// Limits, timeouts and backend dialling as of the connection's start.
     pub live: Arc<LiveProxy>,
     /// The listener the connection came in on.
@@ -37,6 +38,17 @@ pub struct ConnCtx {
     pub subject: Option<HeaderValue>,
     /// Connection state shared with the socket wrapper.
     pub shared: Arc<ConnShared>,
+}
+
+impl ConnCtx {
+    /// The connection's timeouts (from its limits: kept here rather than in the idle
+    /// connection's task, whose size every idle keep-alive connection pays).
+    pub(crate) fn timeouts(&self) -> super::io::Timeouts {
+        super::io::Timeouts {
+            head: self.live.http.limits.head_timeout,
+            idle: self.live.http.limits.idle_timeout,
+        }
+    }
 }
 
 /// The host a request is for: the URI authority (HTTP/2, absolute-form) or `Host`.
