@@ -61,6 +61,21 @@ impl Counting {
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// The accepted count once it has stopped moving: a connection the proxy opened (the
+    /// listener's readiness probe) may still wait in this backend's accept queue after the
+    /// node already counts it closed.
+    async fn settled_count(&self) -> usize {
+        let mut n = self.accepted();
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = self.accepted();
+            if now == n {
+                return n;
+            }
+            n = now;
+        }
+    }
 }
 
 struct Lb {
@@ -215,7 +230,7 @@ async fn a_full_backend_sends_new_connections_to_the_others() -> anyhow::Result<
             .await?;
         let front = lb.listener(pb::ListenerProtocol::Tcp, &pool).await?;
         lb.settle(&ids).await?;
-        let base = a.accepted();
+        let base = a.settled_count().await;
 
         // Round robin: connections alternate until a holds its two.
         let mut on_a = Vec::new();
@@ -259,7 +274,7 @@ async fn a_pool_whose_backends_are_all_full_closes_new_connections() -> anyhow::
         let (pool, ids) = lb.pool("solo", &[("a", a.addr, Some(2))]).await?;
         let front = lb.listener(pb::ListenerProtocol::Tcp, &pool).await?;
         lb.settle(&ids).await?;
-        let base = a.accepted();
+        let base = a.settled_count().await;
 
         let mut held = Vec::new();
         for _ in 0..2 {
