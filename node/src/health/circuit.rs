@@ -319,6 +319,9 @@ impl Circuit {
 pub struct CircuitCell {
     /// Mirror of the state: 0 closed, 1 half-open, 2 open (the metric's encoding).
     phase: AtomicU8,
+    /// Whether `inner` holds a breaker: without one (the default) admitting and recording
+    /// take neither the lock nor a clock reading, once per request or connection.
+    configured: std::sync::atomic::AtomicBool,
     inner: Mutex<Option<Circuit>>,
 }
 
@@ -358,11 +361,12 @@ impl CircuitCell {
         }
         let code = g.as_ref().map(|c| state_code(c.state)).unwrap_or(0);
         self.phase.store(code, Ordering::Relaxed);
+        self.configured.store(g.is_some(), Ordering::Relaxed);
     }
 
     /// Whether a breaker is configured.
     pub fn is_configured(&self) -> bool {
-        self.lock().is_some()
+        self.configured.load(Ordering::Relaxed)
     }
 
     /// The state at `now`.
@@ -389,6 +393,9 @@ impl CircuitCell {
 
     /// See [`Circuit::try_admit`]; `Some(None)` = admitted with no breaker configured.
     pub fn try_admit(&self, now: u64) -> Option<Option<Ticket>> {
+        if !self.is_configured() {
+            return Some(None);
+        }
         match self.with(|c| c.try_admit(now)) {
             None => Some(None),
             Some(Some(t)) => Some(Some(t)),
@@ -398,11 +405,15 @@ impl CircuitCell {
 
     /// See [`Circuit::record`]; nothing happens with no breaker configured.
     pub fn record(&self, ticket: Option<Ticket>, call: Call, now: u64) {
-        self.with(|c| c.record(ticket, call, now));
+        if self.is_configured() {
+            self.with(|c| c.record(ticket, call, now));
+        }
     }
 
     /// See [`Circuit::release`].
     pub fn release(&self, ticket: Ticket) {
-        self.with(|c| c.release(ticket));
+        if self.is_configured() {
+            self.with(|c| c.release(ticket));
+        }
     }
 }

@@ -162,16 +162,20 @@ pub fn report(state: &BackendState, outcome: Outcome) {
 }
 
 fn apply(state: &BackendState, ticket: Option<Ticket>, outcome: Outcome) {
-    let now = mono_ms();
     let call = Call {
         failed: outcome.failed(),
         duration: outcome.duration(),
     };
-    state.circuit().record(ticket, call, now);
+    // A success without a breaker (the common case, once per request or connection)
+    // needs no clock reading.
+    if state.circuit().is_configured() {
+        state.circuit().record(ticket, call, mono_ms());
+    }
     if !outcome.failed() {
         state.passive().success();
         return;
     }
+    let now = mono_ms();
     let policy = state.policy();
     // Ejecting and recording why happen under the details lock, so that a status read
     // (which takes it too) sees both or neither.
@@ -205,7 +209,12 @@ pub struct Admission {
 /// Asks the backend's circuit breaker for a call; `None` when it is open (or half-open
 /// with every probe slot taken). Always admits when the pool has no breaker.
 pub fn admit(state: &Arc<BackendState>) -> Option<Admission> {
-    let ticket = state.circuit().try_admit(mono_ms())?;
+    let circuit = state.circuit();
+    let ticket = if circuit.is_configured() {
+        circuit.try_admit(mono_ms())?
+    } else {
+        None
+    };
     Some(Admission {
         state: state.clone(),
         ticket,

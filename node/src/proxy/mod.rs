@@ -11,6 +11,7 @@ pub mod context;
 pub mod copy;
 pub mod host_match;
 pub mod http;
+pub mod label_cache;
 pub mod listeners;
 pub mod passthrough;
 pub mod proxy_protocol;

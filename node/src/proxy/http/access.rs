@@ -11,28 +11,26 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dashmap::DashMap;
 use http::{HeaderValue, Method, StatusCode, Version};
 use metrics::{Counter, Histogram};
 
-use crate::balance::stable_hash;
+use crate::proxy::label_cache::{self, LabelCache};
 
 use super::body::BodyStatus;
 
 /// Everything the access log line says about one request.
 #[derive(Debug)]
 pub struct Record {
-    /// When the request head was received.
+    /// When the request head was received (the log line's wall-clock time is derived from
+    /// it when the line is written: one clock read per request fewer, and none at all with
+    /// the log off).
     pub started: Instant,
-    /// Wall-clock start, Unix ms.
-    pub start_ms: u64,
     /// Client address.
     pub client: SocketAddr,
-    /// Load balancer id.
-    pub lb: Arc<str>,
+    /// Load balancer id (`None` until the listener is found).
+    pub lb: Option<Arc<str>>,
     /// Listener id.
     pub listener: Arc<str>,
     /// Request method.
@@ -82,7 +80,8 @@ impl Record {
             crate::access_log::write(self.line(elapsed, bytes_in));
         }
         let backend_id = self.backend.as_ref().map_or("", |(id, _)| &**id);
-        let m = request_metrics(&self.lb, &self.listener, backend_id, self.status);
+        let lb = self.lb.as_deref().unwrap_or("");
+        let m = request_metrics(lb, &self.listener, backend_id, self.status);
         m.requests.increment(1);
         m.duration.record(elapsed.as_secs_f64());
         m.bytes_in.increment(bytes_in);
@@ -95,9 +94,10 @@ impl Record {
         use std::fmt::Write as _;
         let mut l = String::with_capacity(384);
         l.push_str("{\"time\":\"");
-        l.push_str(&crate::access_log::rfc3339_ms(self.start_ms));
+        let start_ms = unix_ms().saturating_sub(elapsed.as_millis() as u64);
+        l.push_str(&crate::access_log::rfc3339_ms(start_ms));
         let _ = write!(l, "\",\"client\":\"{}\",\"lb\":\"", self.client);
-        json_escape(&mut l, &self.lb);
+        json_escape(&mut l, self.lb.as_deref().unwrap_or(""));
         l.push_str("\",\"listener\":\"");
         json_escape(&mut l, &self.listener);
         l.push_str("\",\"method\":\"");
@@ -131,8 +131,8 @@ impl Record {
     }
 }
 
-/// The request metrics of one label set, registered once (label strings and the registry
-/// lookup cost more than the request's own bookkeeping).
+/// The request metrics of one label set, registered once per thread (label strings and the
+/// registry lookup cost more than the request's own bookkeeping).
 struct RequestMetrics {
     requests: Counter,
     duration: Histogram,
@@ -140,8 +140,9 @@ struct RequestMetrics {
     bytes_out: Counter,
 }
 
-/// Label sets seen; cleared wholesale if configuration churn ever makes it this large.
-const MAX_ENTRIES: usize = 100_000;
+thread_local! {
+    static REQUEST_METRICS: LabelCache<RequestMetrics> = LabelCache::default();
+}
 
 fn request_metrics(
     lb: &str,
@@ -149,41 +150,28 @@ fn request_metrics(
     backend: &str,
     status: StatusCode,
 ) -> Arc<RequestMetrics> {
-    static CACHE: OnceLock<DashMap<u128, Arc<RequestMetrics>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(DashMap::new);
-    let h = |seed: u64| {
-        stable_hash(seed, lb.as_bytes())
-            ^ stable_hash(seed + 1, listener.as_bytes()).rotate_left(17)
-            ^ stable_hash(seed + 2, backend.as_bytes()).rotate_left(34)
-            ^ u64::from(status.as_u16()).rotate_left(51)
-    };
-    let key = (u128::from(h(3)) << 64) | u128::from(h(13));
-    if let Some(m) = cache.get(&key) {
-        return m.clone();
-    }
-    if cache.len() >= MAX_ENTRIES {
-        cache.clear();
-    }
-    let (lb, listener, backend) = (lb.to_string(), listener.to_string(), backend.to_string());
-    let labels = [
-        ("lb", lb.clone()),
-        ("listener", listener.clone()),
-        ("backend", backend),
-    ];
-    let m = Arc::new(RequestMetrics {
-        requests: metrics::counter!(
-            "fiberlb_requests_total",
-            "lb" => labels[0].1.clone(),
-            "listener" => labels[1].1.clone(),
-            "backend" => labels[2].1.clone(),
-            "code" => status.as_str().to_string()
-        ),
-        duration: metrics::histogram!("fiberlb_request_duration_seconds", "lb" => lb, "listener" => listener),
-        bytes_in: metrics::counter!("fiberlb_bytes_in_total", &labels),
-        bytes_out: metrics::counter!("fiberlb_bytes_out_total", &labels),
-    });
-    cache.insert(key, m.clone());
-    m
+    let key = label_cache::key((lb, listener, backend, status.as_u16()));
+    REQUEST_METRICS.with(|cache| {
+        cache.get(key, || {
+            let labels = [
+                ("lb", lb.to_string()),
+                ("listener", listener.to_string()),
+                ("backend", backend.to_string()),
+            ];
+            RequestMetrics {
+                requests: metrics::counter!(
+                    "fiberlb_requests_total",
+                    "lb" => lb.to_string(),
+                    "listener" => listener.to_string(),
+                    "backend" => backend.to_string(),
+                    "code" => status.as_str().to_string()
+                ),
+                duration: metrics::histogram!("fiberlb_request_duration_seconds", "lb" => lb.to_string(), "listener" => listener.to_string()),
+                bytes_in: metrics::counter!("fiberlb_bytes_in_total", &labels),
+                bytes_out: metrics::counter!("fiberlb_bytes_out_total", &labels),
+            }
+        })
+    })
 }
 
 /// Now as Unix milliseconds.

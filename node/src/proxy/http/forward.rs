@@ -28,7 +28,7 @@ use super::body::{self, Active, ProxyBody, RequestBody};
 use super::client::Entry;
 use super::headers::{self, Forwarded};
 use super::respond::Reply;
-use super::service::{fail, host_of, ConnCtx};
+use super::service::{fail, ConnCtx};
 use super::tunnel;
 use crate::balance::PickContext;
 use crate::health::passive::{self, Outcome};
@@ -87,7 +87,9 @@ pub async fn forward(
     let upgrade = req.version() < Version::HTTP_2 && headers::wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let grpc = is_grpc(req.headers());
-    let host = host_of(&req).map(str::to_string);
+    // The Host the record already holds (a reference-counted clone, not a copy).
+    let host_value = record.host.clone();
+    let host = Some(super::access::text(&host_value)).filter(|h| !h.is_empty());
     let (parts, incoming) = req.into_parts();
     let limits = conn.live.http.limits;
     let mut body = RequestBody::new(incoming, limits.max_body, record.body.clone());
@@ -119,7 +121,8 @@ pub async fn forward(
     let retryable = body.is_end_stream() && idempotent(&parts.method);
     let mut body: Option<ProxyBody> = Some(body.boxed_unsync());
     let client_ip = conn.peer.ip().to_canonical();
-    let now = Instant::now();
+    // Persistence ages entries from the request's start (no clock read of its own).
+    let now = record.started;
     let sticky = conn.ctx.http.sticky(&plan);
     let mut eligible = plan.eligible();
     let mut pinned = sticky
@@ -177,12 +180,12 @@ pub async fn forward(
                 continue;
             }
         };
-        record.backend = Some((Arc::from(backend.id.as_str()), addr));
+        record.backend = Some((plan.endpoints[i].id.clone(), addr));
         let h2 = !upgrade && (grpc || entry.h2_always);
         let fwd = Forwarded {
             client_ip,
             https: conn.https,
-            host: host.as_deref(),
+            host,
             request_id,
             subject: conn.subject.as_ref(),
             upgrade,

@@ -251,17 +251,27 @@ impl<S> ClientIo<S> {
 
     /// Called when the socket has nothing: arms the timer for the current deadline.
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let now = Instant::now();
+        // A head that is still incomplete now started arriving with the read that just
+        // ran (a head that arrives whole, the common case, never gets here: no clock
+        // reading per request for it).
+        if self.head_started.is_none()
+            && self.buf.len() > self.ready
+            && self.framing.between_requests()
+        {
+            self.head_started = Some(now);
+        }
         let park = self.park_at();
         let Some(deadline) = self.deadline().into_iter().chain(park).min() else {
             return Poll::Pending;
         };
-        if park == Some(deadline) && Instant::now() >= deadline {
+        if park == Some(deadline) && now >= deadline {
             // EOF for hyper, which then ends the connection and drops us (see `Drop`).
             self.parked = true;
             self.eof = true;
             return Poll::Ready(Ok(()));
         }
-        if Instant::now() >= deadline {
+        if now >= deadline {
             return Poll::Ready(Err(self.timed_out()));
         }
         if self.armed != Some(deadline) {
@@ -352,12 +362,6 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
                 self.ready = self.buf.len();
             }
         } else if !self.poisoned {
-            if self.buf.len() == self.ready
-                && self.head_started.is_none()
-                && self.framing.between_requests()
-            {
-                self.head_started = Some(Instant::now());
-            }
             self.buf.extend_from_slice(got);
             self.scan();
         }

@@ -13,6 +13,8 @@ mod cond;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use fiberlb_api::model::{Listener, LoadBalancer, RoutingRule, RuleAction};
 use http::StatusCode;
@@ -95,6 +97,9 @@ pub struct RouteTable {
     /// Enabled rules in evaluation order.
     rules: Vec<CompiledRule>,
     default_pool: Option<String>,
+    /// The load balancer's id, shared by every request's access record (a copy would be
+    /// an allocation per request).
+    lb_id: Arc<str>,
 }
 
 impl RouteTable {
@@ -121,7 +126,13 @@ impl RouteTable {
         RouteTable {
             rules,
             default_pool,
+            lb_id: Arc::from(lb.id.as_str()),
         }
+    }
+
+    /// The id of the listener's load balancer.
+    pub fn lb_id(&self) -> &Arc<str> {
+        &self.lb_id
     }
 
     /// Decides what to do with `req`. Does not allocate.

@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::access::{text, unix_ms, Record};
+use super::access::{text, Record};
 use super::body::{BodyStatus, Finish, ResponseBody};
 use super::forward;
 use super::headers::{self, X_REQUEST_ID};
@@ -82,9 +82,8 @@ pub async fn handle(
     let request_id = headers::request_id(req.headers());
     let mut record = Record {
         started: Instant::now(),
-        start_ms: unix_ms(),
         client: conn.peer,
-        lb: Arc::from(""),
+        lb: None,
         listener: conn.listener_id.clone(),
         method: req.method().clone(),
         version: req.version(),
@@ -151,7 +150,11 @@ async fn dispatch(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     };
-    record.lb = Arc::from(lb.id.as_str());
+    let routes = snapshot.routes.get(&*conn.listener_id);
+    record.lb = Some(match routes {
+        Some(r) => r.lb_id().clone(),
+        None => Arc::from(lb.id.as_str()),
+    });
     if req.method() == Method::CONNECT {
         return fail(
             record,
@@ -173,7 +176,7 @@ async fn dispatch(
             );
         }
     }
-    let Some(routes) = snapshot.routes.get(&*conn.listener_id) else {
+    let Some(routes) = routes else {
         return fail(
             record,
             StatusCode::SERVICE_UNAVAILABLE,
