@@ -206,8 +206,10 @@ impl BackendState {
         self.policy.store(p);
     }
 
-    /// A token cancelled when all connections to this backend must close.
-    pub fn close_token(&self) -> CancellationToken {
+    /// A token cancelled when all connections to this backend must close. Shared, not
+    /// cloned: a `CancellationToken` clone takes its tree's lock twice (clone and drop),
+    /// and this runs once per connection and per request.
+    pub fn close_token(&self) -> Arc<CancellationToken> {
         self.close_all.get()
     }
 
@@ -230,32 +232,26 @@ impl BackendState {
 
 /// Small helper: a cancellation token that can be swapped for a fresh one after use.
 mod token_cell {
-    use std::sync::Mutex;
+    use std::sync::Arc;
 
+    use arc_swap::ArcSwap;
     use tokio_util::sync::CancellationToken;
 
     #[derive(Debug)]
-    pub struct TokenCell(Mutex<CancellationToken>);
+    pub struct TokenCell(ArcSwap<CancellationToken>);
 
     impl TokenCell {
         pub fn new() -> Self {
-            Self(Mutex::new(CancellationToken::new()))
+            Self(ArcSwap::from_pointee(CancellationToken::new()))
         }
 
-        pub fn get(&self) -> CancellationToken {
-            match self.0.lock() {
-                Ok(t) => t.clone(),
-                Err(p) => p.into_inner().clone(),
-            }
+        pub fn get(&self) -> Arc<CancellationToken> {
+            self.0.load_full()
         }
 
+        /// Cancels the current token; whoever asks after the swap gets the fresh one.
         pub fn cancel_and_renew(&self) {
-            let mut g = match self.0.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            g.cancel();
-            *g = CancellationToken::new();
+            self.0.swap(Arc::new(CancellationToken::new())).cancel();
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::access::Record;
 use super::io::InFlight;
 use super::BoxError;
+use crate::proxy::ProxyContext;
 use crate::state::BackendState;
 
 /// Any body the proxy sends.
@@ -171,45 +172,43 @@ pub struct ResponseBody {
     inner: ProxyBody,
     finish: Option<Finish>,
     sent: u64,
-    /// Fire when the body must stop early (node shutdown, backend drain deadline).
-    tokens: [Option<CancellationToken>; 2],
-    /// Waits on `tokens`, made only once the body has to wait for its backend: a body
-    /// that is ready whenever it is polled (the common small response) only checks the
-    /// tokens, which costs neither an allocation nor a waiter registration.
+    /// The node's proxy context: its shutdown ends the body early.
+    ctx: Arc<ProxyContext>,
+    /// Fires when the body must stop early (backend drain deadline).
+    cut: Option<Arc<CancellationToken>>,
+    /// Waits on the shutdown and `cut`, made only once the body has to wait for its
+    /// backend: a body that is ready whenever it is polled (the common small response)
+    /// only checks the tokens, which costs neither an allocation nor a waiter registration.
     waits: Vec<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 impl ResponseBody {
-    /// Wraps `inner`; `shutdown` and `cut` (the backend's) end it early.
+    /// Wraps `inner`; the node's shutdown (in `ctx`) and `cut` (the backend's) end it early.
     pub fn new(
         inner: ProxyBody,
         finish: Finish,
-        cut: Option<CancellationToken>,
-        shutdown: CancellationToken,
+        cut: Option<Arc<CancellationToken>>,
+        ctx: Arc<ProxyContext>,
     ) -> Self {
         ResponseBody {
             inner,
             finish: Some(finish),
             sent: 0,
-            tokens: [Some(shutdown), cut],
+            ctx,
+            cut,
             waits: Vec::new(),
         }
     }
 
     fn cut_off(&self) -> bool {
-        self.tokens
-            .iter()
-            .flatten()
-            .any(CancellationToken::is_cancelled)
+        self.ctx.shutdown.is_cancelled() || self.cut.as_ref().is_some_and(|c| c.is_cancelled())
     }
 
     /// Registers for a wake-up on cancellation; true if one has fired meanwhile.
     fn poll_cut(&mut self, cx: &mut Context<'_>) -> bool {
         if self.waits.is_empty() {
-            self.waits = self
-                .tokens
-                .iter()
-                .flatten()
+            self.waits = std::iter::once(&self.ctx.shutdown)
+                .chain(self.cut.as_deref())
                 .map(|t| Box::pin(t.clone().cancelled_owned()))
                 .collect();
         }
@@ -246,7 +245,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let cut = |this: &mut Self| {
-            this.tokens = [None, None];
+            this.cut = None;
             this.waits = Vec::new();
             this.done(Some(
                 "response cut off: backend closed or node shutting down".into(),

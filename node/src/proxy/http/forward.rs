@@ -22,6 +22,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
+use tokio_util::sync::CancellationToken;
 
 use super::access::Record;
 use super::body::{self, Active, ProxyBody, RequestBody};
@@ -315,7 +316,7 @@ pub async fn forward(
                 backend_side,
                 idle,
                 conn.ctx.shutdown.clone(),
-                close,
+                CancellationToken::clone(&close),
                 active,
                 conn.peer,
                 addr,

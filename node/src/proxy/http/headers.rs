@@ -113,6 +113,9 @@ pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(src.len() + 6);
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut has_host = false;
+    // The client's `Host` value, shared (not copied) into `X-Forwarded-Host` when it is
+    // the host the request is for (HTTP/1, the common case).
+    let mut host_src: Option<&HeaderValue> = None;
     for (name, value) in src {
         if *name == header::TE {
             // gRPC needs `te: trailers`; every other TE value is hop-by-hop.
@@ -143,6 +146,7 @@ pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
         }
         if *name == header::HOST {
             has_host = true;
+            host_src = Some(value);
             if f.h2_backend {
                 continue;
             }
@@ -154,24 +158,18 @@ pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
             out.insert(header::HOST, v);
         }
     }
-    let ip = f.client_ip.to_canonical().to_string();
-    let mut chain = Vec::with_capacity(64);
-    for v in xff {
-        let v = v.trim_ascii();
-        if !v.is_empty() {
-            chain.extend_from_slice(v);
-            chain.extend_from_slice(b", ");
-        }
-    }
-    chain.extend_from_slice(ip.as_bytes());
-    if let Ok(v) = HeaderValue::from_bytes(&chain) {
+    if let Some(v) = forwarded_for(&xff, f.client_ip) {
         out.insert(X_FORWARDED_FOR.clone(), v);
     }
     out.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if f.https { "https" } else { "http" }),
     );
-    if let Some(v) = f.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    let forwarded_host = match (f.host, host_src) {
+        (Some(h), Some(v)) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
+        (h, _) => h.and_then(|h| HeaderValue::from_str(h).ok()),
+    };
+    if let Some(v) = forwarded_host {
         out.insert(X_FORWARDED_HOST.clone(), v);
     }
     out.insert(X_REQUEST_ID.clone(), f.request_id.clone());
@@ -187,22 +185,51 @@ pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
     out
 }
 
-/// Removes hop-by-hop headers from a backend response; a `101 Switching Protocols` keeps
-/// `Upgrade` and `Connection: upgrade`.
-pub fn clean_response(headers: &mut HeaderMap, switching: bool) {
-    let named = connection_tokens(headers);
-    let upgrade = headers.get(header::UPGRADE).cloned();
-    for t in &named {
-        if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
-            headers.remove(n);
+/// `X-Forwarded-For`: the kept chain (trusted forwarders only) and the client, written
+/// without intermediate strings (this runs for every request).
+fn forwarded_for(chain: &[&[u8]], client: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 48];
+    let left = {
+        let mut w = &mut buf[..];
+        write!(w, "{}", client.to_canonical()).ok()?;
+        w.len()
+    };
+    let ip = &buf[..buf.len() - left];
+    if chain.iter().all(|v| v.trim_ascii().is_empty()) {
+        return HeaderValue::from_bytes(ip).ok();
+    }
+    let mut out = Vec::with_capacity(64);
+    for v in chain {
+        let v = v.trim_ascii();
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
         }
     }
-    let hop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    for n in hop {
+    out.extend_from_slice(ip);
+    HeaderValue::from_bytes(&out).ok()
+}
+
+/// Removes hop-by-hop headers from a backend response; a `101 Switching Protocols` keeps
+/// `Upgrade` and `Connection: upgrade`. Allocates nothing in the common case (a
+/// `Connection: keep-alive` answer): the listed names are removed straight from the
+/// shared bytes of the `Connection` value.
+pub fn clean_response(headers: &mut HeaderMap, switching: bool) {
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    let mut listed = headers.get_all(header::CONNECTION).iter();
+    let first = listed.next().cloned();
+    let more: Vec<HeaderValue> = listed.cloned().collect();
+    for value in first.iter().chain(&more) {
+        for t in value.as_bytes().split(|b| *b == b',') {
+            if let Ok(name) = std::str::from_utf8(t.trim_ascii()) {
+                if !name.is_empty() {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    while let Some(n) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
         headers.remove(n);
     }
     if switching {
@@ -334,5 +361,33 @@ mod tests {
         let mut h = map(&[("connection", "upgrade"), ("upgrade", "websocket")]);
         clean_response(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
+        // Names listed in any of several Connection headers, in any case, go; so do all
+        // values of a repeated hop-by-hop header and proxy-* ones.
+        let mut h = map(&[
+            ("connection", "X-One ,,"),
+            ("connection", "x-TWO"),
+            ("x-one", "1"),
+            ("x-two", "2"),
+            ("x-two", "3"),
+            ("trailer", "a"),
+            ("trailer", "b"),
+            ("proxy-thing", "p"),
+            ("x-kept", "k"),
+        ]);
+        clean_response(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+    }
+
+    #[test]
+    fn forwarded_for_appends_the_client_to_a_trusted_chain() {
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(forwarded_for(&[], v6).unwrap(), "2001:db8::1");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(forwarded_for(&[b" "], mapped).unwrap(), "192.0.2.7");
+        let long: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
+        assert_eq!(
+            forwarded_for(&[b" 10.0.0.1, 10.0.0.2 ", b"10.0.0.3"], long).unwrap(),
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"
+        );
     }
 }

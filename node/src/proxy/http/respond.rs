@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
 use super::body::{self, Active, ProxyBody};
@@ -14,7 +16,7 @@ pub struct Reply {
     /// The backend's in-flight count, held until the body ends.
     pub active: Option<Active>,
     /// Cuts the response body off (the backend's drain deadline).
-    pub cut: Option<CancellationToken>,
+    pub cut: Option<Arc<CancellationToken>>,
 }
 
 impl Reply {

@@ -106,13 +106,12 @@ pub async fn handle(
         resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     }
     record.status = resp.status();
-    let shutdown = conn.ctx.shutdown.clone();
     let finish = Finish {
         record,
         in_flight: Some(in_flight),
         active,
     };
-    Ok(resp.map(|b| ResponseBody::new(b, finish, cut, shutdown)))
+    Ok(resp.map(|b| ResponseBody::new(b, finish, cut, conn.ctx.clone())))
 }
 
 /// Logs why the proxy answers `status` itself and builds the answer.
