@@ -127,7 +127,7 @@ async fn udp_clients_get_only_their_own_replies() -> anyhow::Result<()> {
         let b = udp_echo(b"B:").await?;
         let mut lb = start().await?;
         let pool = lb.pool("dns", &[a.addr, b.addr]).await?;
-        let (_, addr) = lb.listener(pb::ListenerProtocol::Udp, Some(&pool)).await?;
+        let (lid, addr) = lb.listener(pb::ListenerProtocol::Udp, Some(&pool)).await?;
         // The listener opens asynchronously: retry the first datagram until it answers.
         let probe = UdpSocket::bind("127.0.0.1:0").await?;
         let mut buf = [0u8; 1500];
@@ -174,6 +174,32 @@ async fn udp_clients_get_only_their_own_replies() -> anyhow::Result<()> {
             seen.insert(c.await??);
         }
         assert_eq!(seen.len(), 2, "8 flows round-robin over both backends");
+        // Bytes are counted per datagram, while the flows are still open: the 8 clients
+        // sent 160 four-byte datagrams and got 160 six-byte replies (plus the probes).
+        let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
+        let listener = format!("listener=\"{lid}\"");
+        let sum = |name: &str| -> f64 {
+            m.body
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&listener))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        assert!(
+            sum("fiberlb_bytes_in_total") >= 640.0,
+            "bytes in: {}",
+            sum("fiberlb_bytes_in_total")
+        );
+        assert!(
+            sum("fiberlb_bytes_out_total") >= 960.0,
+            "bytes out: {}",
+            sum("fiberlb_bytes_out_total")
+        );
+        assert!(
+            sum("fiberlb_connections_active") >= 8.0,
+            "flows open: {}",
+            sum("fiberlb_connections_active")
+        );
         Ok(())
     })
     .await

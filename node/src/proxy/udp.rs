@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::conn_metrics::ConnMetrics;
 use super::connect::{pick_addr, pool_plan, Picked};
 use super::context::ProxyContext;
 use super::copy::{give_buffer, take_buffer};
@@ -27,6 +28,9 @@ const MAX_DATAGRAM: usize = 65_535;
 struct Flow {
     upstream: Arc<UdpSocket>,
     last: AtomicU64,
+    /// The flow's connection and byte counters (counted per datagram: a flow can live
+    /// for as long as its client keeps talking).
+    metrics: Arc<ConnMetrics>,
 }
 
 /// Serves one UDP listener socket until `stop` fires.
@@ -54,8 +58,9 @@ pub async fn serve(
         let now = started.elapsed().as_millis() as u64;
         if let Some(flow) = flows.get(&client).map(|f| f.clone()) {
             flow.last.store(now, Ordering::Relaxed);
-            if let Err(e) = flow.upstream.send(&buf[..n]).await {
-                tracing::debug!(%client, error = %e, "udp send to backend failed");
+            match flow.upstream.send(&buf[..n]).await {
+                Ok(_) => flow.metrics.bytes_in.increment(n as u64),
+                Err(e) => tracing::debug!(%client, error = %e, "udp send to backend failed"),
             }
             continue;
         }
@@ -65,28 +70,27 @@ pub async fn serve(
             continue;
         }
         match open_flow(&ctx, &listener_id, client).await {
-            Ok((flow, state, labels, idle)) => {
+            Ok((flow, state, idle)) => {
                 flow.last.store(now, Ordering::Relaxed);
-                if let Err(e) = flow.upstream.send(&buf[..n]).await {
-                    tracing::debug!(%client, error = %e, "udp send to backend failed");
+                let m = flow.metrics.clone();
+                m.total.increment(1);
+                m.active.increment(1.0);
+                match flow.upstream.send(&buf[..n]).await {
+                    Ok(_) => m.bytes_in.increment(n as u64),
+                    Err(e) => tracing::debug!(%client, error = %e, "udp send to backend failed"),
                 }
                 flows.insert(client, flow.clone());
                 let (socket, flows, stop) = (socket.clone(), flows.clone(), stop.clone());
                 tokio::spawn(async move {
-                    metrics::counter!("fiberlb_connections_total", &labels).increment(1);
-                    let active = metrics::gauge!("fiberlb_connections_active", &labels);
-                    active.increment(1.0);
                     let cancel = state.close_token();
-                    let r = relay_replies(
-                        &flow, &socket, client, idle, started, &cancel, &stop, &labels,
-                    )
-                    .await;
+                    let r =
+                        relay_replies(&flow, &socket, client, idle, started, &cancel, &stop).await;
                     if let Err(e) = r {
                         tracing::debug!(%client, error = %e, "udp flow ended with an error");
                     }
                     flows.remove(&client);
                     state.stats.active.fetch_sub(1, Ordering::Relaxed);
-                    active.decrement(1.0);
+                    m.active.decrement(1.0);
                 });
             }
             Err(e) => super::connect::reject(&listener_id, client, "no_backend", &e),
@@ -94,13 +98,11 @@ pub async fn serve(
     }
 }
 
-type Labels = [(&'static str, String); 3];
-
 async fn open_flow(
     ctx: &ProxyContext,
     listener_id: &str,
     client: SocketAddr,
-) -> Result<(Arc<Flow>, Arc<BackendState>, Labels, Duration), String> {
+) -> Result<(Arc<Flow>, Arc<BackendState>, Duration), String> {
     let snapshot = ctx.cell.load();
     let (l, lb) = snapshot
         .active_listener(listener_id)
@@ -144,22 +146,17 @@ async fn open_flow(
             last = format!("backend {} is at its max_connections", b.name);
             continue;
         }
-        let labels: Labels = [
-            ("lb", lb.id.clone()),
-            ("listener", l.id.clone()),
-            ("backend", b.id.clone()),
-        ];
         let idle = Duration::from_millis(u64::from(l.timeout_client_ms.max(1)));
         let flow = Arc::new(Flow {
             upstream: Arc::new(upstream),
             last: AtomicU64::new(0),
+            metrics: super::conn_metrics::get(&lb.id, &l.id, &b.id),
         });
-        return Ok((flow, plan.states[i].clone(), labels, idle));
+        return Ok((flow, plan.states[i].clone(), idle));
     }
     Err(last)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn relay_replies(
     flow: &Flow,
     socket: &UdpSocket,
@@ -168,14 +165,12 @@ async fn relay_replies(
     started: Instant,
     cancel: &CancellationToken,
     stop: &CancellationToken,
-    labels: &Labels,
 ) -> io::Result<()> {
-    let mut to_client = 0u64;
-    let result = loop {
+    loop {
         let last = Duration::from_millis(flow.last.load(Ordering::Relaxed));
         let since = started.elapsed().saturating_sub(last);
         if since >= idle {
-            break Ok(());
+            return Ok(());
         }
         tokio::select! {
             r = flow.upstream.readable() => {
@@ -195,20 +190,18 @@ async fn relay_replies(
                     }
                     Err(e) => {
                         give_buffer(buf);
-                        break Err(e);
+                        return Err(e);
                     }
                 };
                 flow.last.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 let sent = socket.send_to(&buf[..n], client).await;
                 give_buffer(buf);
                 sent?;
-                to_client += n as u64;
+                flow.metrics.bytes_out.increment(n as u64);
             }
             _ = tokio::time::sleep(idle - since) => {}
-            _ = cancel.cancelled() => break Ok(()),
-            _ = stop.cancelled() => break Ok(()),
+            _ = cancel.cancelled() => return Ok(()),
+            _ = stop.cancelled() => return Ok(()),
         }
-    };
-    metrics::counter!("fiberlb_bytes_out_total", labels).increment(to_client);
-    result
+    }
 }
