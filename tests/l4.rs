@@ -91,13 +91,38 @@ async fn tcp_echo_and_bulk_transfer_are_byte_exact() -> anyhow::Result<()> {
         let echo = tcp_echo(b"").await?;
         let mut lb = start().await?;
         let pool = lb.pool("echo", &[echo.addr]).await?;
-        let (_, addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
+        let (lid, addr) = lb.listener(pb::ListenerProtocol::Tcp, Some(&pool)).await?;
 
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(b"ping").await?;
         let mut four = [0u8; 4];
         s.read_exact(&mut four).await?;
         assert_eq!(&four, b"ping");
+        // The byte counters move while the connection is open, not only when it closes.
+        let listener = format!("listener=\"{lid}\"");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
+            let value = |name: &str| {
+                m.body
+                    .lines()
+                    .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&listener))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            };
+            let (b_in, b_out) = (
+                value("fiberlb_bytes_in_total"),
+                value("fiberlb_bytes_out_total"),
+            );
+            if b_in >= 4.0 && b_out >= 4.0 {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "open connection's bytes not counted: in {b_in}, out {b_out}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         // 32 MiB of patterned bytes, written and read concurrently, then half-closed.
         let payload: Vec<u8> = (0..32u32 << 20)

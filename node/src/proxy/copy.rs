@@ -52,11 +52,39 @@ pub enum CopyEnd {
 
 /// Bytes moved in each direction.
 #[derive(Debug, Default)]
-pub struct Transferred {
+pub struct Transferred<'a> {
     /// Client → backend.
     pub to_backend: AtomicU64,
     /// Backend → client.
     pub to_client: AtomicU64,
+    /// Metric counters fed as the bytes move (client → backend, backend → client), so a
+    /// long-lived connection shows up in the byte counters while it lasts, not when it ends.
+    live: Option<[&'a metrics::Counter; 2]>,
+}
+
+impl<'a> Transferred<'a> {
+    /// Counts into `to_backend` and `to_client` as well as into the totals.
+    pub fn counting(to_backend: &'a metrics::Counter, to_client: &'a metrics::Counter) -> Self {
+        Transferred {
+            live: Some([to_backend, to_client]),
+            ..Transferred::default()
+        }
+    }
+}
+
+/// One direction's byte count and its metric counter.
+struct Moved<'a> {
+    bytes: &'a AtomicU64,
+    counter: Option<&'a metrics::Counter>,
+}
+
+impl Moved<'_> {
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(c) = self.counter {
+            c.increment(n as u64);
+        }
+    }
 }
 
 struct Activity {
@@ -88,7 +116,7 @@ async fn pump(
     dst: &TcpStream,
     buf_size: usize,
     zero_copy: bool,
-    moved: &AtomicU64,
+    moved: Moved<'_>,
     act: &Activity,
 ) -> io::Result<()> {
     loop {
@@ -124,14 +152,14 @@ async fn pump(
             }
         }
         give_buffer(buf);
-        moved.fetch_add(n as u64, Ordering::Relaxed);
+        moved.add(n);
         act.touch();
         // A read that filled the whole buffer: a bulk transfer. The rest of this
         // direction goes through a pipe without copying (when a pipe can be had).
         if zero_copy && n == buf_size {
             if let Ok(pipe) = super::zero_copy::Pipe::new() {
                 super::zero_copy::pump(src, dst, &pipe, |k| {
-                    moved.fetch_add(k as u64, Ordering::Relaxed);
+                    moved.add(k);
                     act.touch();
                 })
                 .await?;
@@ -184,7 +212,7 @@ pub async fn splice(
     backend: &TcpStream,
     opts: CopyOptions,
     cancel: &CancellationToken,
-    moved: &Transferred,
+    moved: &Transferred<'_>,
 ) -> io::Result<CopyEnd> {
     let CopyOptions {
         buf_size,
@@ -202,10 +230,23 @@ pub async fn splice(
             backend,
             buf_size,
             zero_copy,
-            &moved.to_backend,
+            Moved {
+                bytes: &moved.to_backend,
+                counter: moved.live.map(|l| l[0]),
+            },
             &act,
         ),
-        pump(backend, client, buf_size, zero_copy, &moved.to_client, &act),
+        pump(
+            backend,
+            client,
+            buf_size,
+            zero_copy,
+            Moved {
+                bytes: &moved.to_client,
+                counter: moved.live.map(|l| l[1]),
+            },
+            &act,
+        ),
     );
     let watchdog = async {
         loop {

@@ -84,10 +84,13 @@ pub async fn relay(
         };
     }
     header.extend_from_slice(preface);
-    let moved = Transferred::default();
+    let moved = Transferred::counting(&m.bytes_in, &m.bytes_out);
     let result = async {
         if !header.is_empty() {
             backend.stream.write_all(&header).await?;
+            // The client's bytes read before the relay (a TLS ClientHello), not the
+            // PROXY header, which is ours.
+            m.bytes_in.increment(preface.len() as u64);
         }
         let cancel = backend.state.close_token();
         tokio::select! {
@@ -98,8 +101,6 @@ pub async fn relay(
     .await;
     m.active.decrement(1.0);
     let (to_b, to_c) = (moved.to_backend.into_inner(), moved.to_client.into_inner());
-    m.bytes_in.increment(to_b);
-    m.bytes_out.increment(to_c);
     match result {
         Ok(end) => {
             tracing::debug!(client = %peer, backend = %backend.addr, ?end, to_b, to_c, "connection closed")
