@@ -320,6 +320,11 @@ pub async fn forward(
                 active,
                 conn.peer,
                 addr,
+                tunnel::Counters::new(
+                    record.lb.as_deref().unwrap_or(""),
+                    &conn.listener_id,
+                    &backend.id,
+                ),
             );
             let (mut rparts, _) = resp.into_parts();
             headers::clean_response(&mut rparts.headers, true);

@@ -1,7 +1,10 @@
 //! Upgraded connections (WebSocket and any other `Upgrade`): once the backend answered
 //! `101 Switching Protocols`, both sides are taken over from hyper and bytes are copied
 //! both ways until either side closes, nothing moves for the listener's client timeout,
-//! the backend is cut off (drain deadline) or the node shuts down.
+//! the backend is cut off (drain deadline) or the node shuts down. Bytes are counted as
+//! they move (`fiberlb_bytes_in_total`/`_out_total` of the request's LB, listener and
+//! backend, and `fiberlb_tunnel_bytes_total`), so a WebSocket shows while it is open and
+//! counts however it ends.
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,6 +33,7 @@ pub fn spawn(
     active: Active,
     peer: SocketAddr,
     backend_addr: SocketAddr,
+    counters: Counters,
 ) {
     tokio::spawn(async move {
         let _active = active;
@@ -46,15 +50,12 @@ pub fn spawn(
             io: TokioIo::new(c),
             start,
             last: last.clone(),
+            counters,
         };
         let mut b = TokioIo::new(b);
         let end = tokio::select! {
             r = tokio::io::copy_bidirectional(&mut c, &mut b) => match r {
-                Ok((up, down)) => {
-                    metrics::counter!("fiberlb_tunnel_bytes_total", "direction" => "in").increment(up);
-                    metrics::counter!("fiberlb_tunnel_bytes_total", "direction" => "out").increment(down);
-                    "closed"
-                }
+                Ok(_) => "closed",
                 Err(_) => "error",
             },
             _ = idle_for(start, &last, idle) => "idle timeout",
@@ -76,11 +77,38 @@ async fn idle_for(start: Instant, last: &AtomicU64, idle: Duration) {
     }
 }
 
-/// Stamps the time of every read and write on the client side (both directions pass it).
+/// Stamps the time of every read and write on the client side (both directions pass it)
+/// and counts the bytes.
 struct Touch<T> {
     io: T,
     start: Instant,
     last: Arc<AtomicU64>,
+    counters: Counters,
+}
+
+/// Where a tunnel's bytes are counted (registered once per tunnel).
+pub struct Counters {
+    tunnel_in: metrics::Counter,
+    tunnel_out: metrics::Counter,
+    bytes_in: metrics::Counter,
+    bytes_out: metrics::Counter,
+}
+
+impl Counters {
+    /// The counters of a tunnel through listener `listener` of `lb` to `backend`.
+    pub fn new(lb: &str, listener: &str, backend: &str) -> Self {
+        let labels = [
+            ("lb", lb.to_string()),
+            ("listener", listener.to_string()),
+            ("backend", backend.to_string()),
+        ];
+        Counters {
+            tunnel_in: metrics::counter!("fiberlb_tunnel_bytes_total", "direction" => "in"),
+            tunnel_out: metrics::counter!("fiberlb_tunnel_bytes_total", "direction" => "out"),
+            bytes_in: metrics::counter!("fiberlb_bytes_in_total", &labels),
+            bytes_out: metrics::counter!("fiberlb_bytes_out_total", &labels),
+        }
+    }
 }
 
 impl<T> Touch<T> {
@@ -96,9 +124,15 @@ impl<T: AsyncRead + Unpin> AsyncRead for Touch<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
         if r.is_ready() {
             self.touch();
+            let n = (buf.filled().len() - before) as u64;
+            if n > 0 {
+                self.counters.tunnel_in.increment(n);
+                self.counters.bytes_in.increment(n);
+            }
         }
         r
     }
@@ -111,8 +145,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Touch<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.io).poll_write(cx, data);
-        if r.is_ready() {
+        if let Poll::Ready(res) = &r {
             self.touch();
+            if let Ok(n) = res {
+                self.counters.tunnel_out.increment(*n as u64);
+                self.counters.bytes_out.increment(*n as u64);
+            }
         }
         r
     }
