@@ -82,7 +82,7 @@ async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
         let b = HttpBackend::start("bulk").await?;
         let mut lb = start().await?;
         let pool = lb.pool("bulk", &[b.addr]).await?;
-        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let (lid, addr) = lb.http_listener(Some(&pool)).await?;
         // Warm up (allocator, pools), then measure.
         assert_eq!(
             get(addr, "x", "/big/1048576", &[]).await?.body.len(),
@@ -96,6 +96,7 @@ async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
         let mut total = 0u64;
         let mut peak = before;
         let mut reads = 0u64;
+        let mut checked_live = false;
         loop {
             let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await??;
             if n == 0 {
@@ -105,6 +106,23 @@ async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
             reads += 1;
             if reads.is_multiple_of(256) {
                 peak = peak.max(rss_kib(lb.node.pid())?);
+            }
+            if total >= 64 << 20 && !checked_live {
+                // Halfway through a download its bytes already count (the warm-up's
+                // 1 MiB aside): the reader pauses here, the response is far from done.
+                checked_live = true;
+                let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
+                let listener = format!("listener=\"{lid}\"");
+                let out: f64 = m
+                    .body
+                    .lines()
+                    .filter(|l| l.starts_with("fiberlb_bytes_out_total{") && l.contains(&listener))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                assert!(
+                    out >= f64::from(32u32 << 20),
+                    "a download's bytes count only at its end: {out} after {total} read"
+                );
             }
         }
         let head = 1024; // the response head is part of `total`

@@ -6,7 +6,8 @@
 //! `fiberlb_requests_total{lb,listener,backend,code}`,
 //! `fiberlb_request_duration_seconds{lb,listener}` (time to the last response byte) and
 //! `fiberlb_bytes_in_total` / `fiberlb_bytes_out_total{lb,listener,backend}` (body bytes,
-//! the same names the L4 proxy counts with).
+//! the same names the L4 proxy counts with; response bytes count as they are sent,
+//! request bytes when the request ends).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -72,20 +73,24 @@ impl Record {
             || self.status == StatusCode::NOT_MODIFIED
     }
 
-    /// Writes the log line and the metrics.
-    pub fn emit(&self) {
+    /// The metric handles of this request's label set (its status must be final).
+    pub fn metrics(&self) -> Arc<RequestMetrics> {
+        let backend_id = self.backend.as_ref().map_or("", |(id, _)| &**id);
+        let lb = self.lb.as_deref().unwrap_or("");
+        request_metrics(lb, &self.listener, backend_id, self.status)
+    }
+
+    /// Writes the log line and the metrics `m` (from [`Record::metrics`]); the response's
+    /// bytes were counted as they went out ([`RequestMetrics::sent`]).
+    pub fn emit(&self, m: &RequestMetrics) {
         let elapsed = self.started.elapsed();
         let bytes_in = self.body.bytes.load(Ordering::Relaxed);
         if crate::access_log::enabled() {
             crate::access_log::write(self.line(elapsed, bytes_in));
         }
-        let backend_id = self.backend.as_ref().map_or("", |(id, _)| &**id);
-        let lb = self.lb.as_deref().unwrap_or("");
-        let m = request_metrics(lb, &self.listener, backend_id, self.status);
         m.requests.increment(1);
         m.duration.record(elapsed.as_secs_f64());
         m.bytes_in.increment(bytes_in);
-        m.bytes_out.increment(self.bytes_out);
     }
 
     /// The access log line: one JSON object and a newline.
@@ -133,11 +138,19 @@ impl Record {
 
 /// The request metrics of one label set, registered once per thread (label strings and the
 /// registry lookup cost more than the request's own bookkeeping).
-struct RequestMetrics {
+pub struct RequestMetrics {
     requests: Counter,
     duration: Histogram,
     bytes_in: Counter,
     bytes_out: Counter,
+}
+
+impl RequestMetrics {
+    /// Counts response body bytes as they are sent, so a long download shows while it
+    /// lasts.
+    pub fn sent(&self, n: u64) {
+        self.bytes_out.increment(n);
+    }
 }
 
 thread_local! {

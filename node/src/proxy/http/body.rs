@@ -21,7 +21,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::access::Record;
+use super::access::{Record, RequestMetrics};
 use super::io::InFlight;
 use super::BoxError;
 use crate::proxy::ProxyContext;
@@ -172,6 +172,8 @@ pub struct ResponseBody {
     inner: ProxyBody,
     finish: Option<Finish>,
     sent: u64,
+    /// The request's metric handles (its response bytes count as they go).
+    metrics: Arc<RequestMetrics>,
     /// The node's proxy context: its shutdown ends the body early.
     ctx: Arc<ProxyContext>,
     /// Fires when the body must stop early (backend drain deadline).
@@ -190,10 +192,12 @@ impl ResponseBody {
         cut: Option<Arc<CancellationToken>>,
         ctx: Arc<ProxyContext>,
     ) -> Self {
+        let metrics = finish.record.metrics();
         ResponseBody {
             inner,
             finish: Some(finish),
             sent: 0,
+            metrics,
             ctx,
             cut,
             waits: Vec::new(),
@@ -231,7 +235,7 @@ impl ResponseBody {
             // The backend and the connection are free again before the line is written.
             drop(active);
             drop(in_flight);
-            record.emit();
+            record.emit(&self.metrics);
         }
     }
 }
@@ -262,7 +266,9 @@ impl Body for ResponseBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
-                    self.sent += d.len() as u64;
+                    let n = d.len() as u64;
+                    self.sent += n;
+                    self.metrics.sent(n);
                 }
             }
             Poll::Ready(Some(Err(e))) => {
