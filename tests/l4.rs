@@ -99,30 +99,14 @@ async fn tcp_echo_and_bulk_transfer_are_byte_exact() -> anyhow::Result<()> {
         s.read_exact(&mut four).await?;
         assert_eq!(&four, b"ping");
         // The byte counters move while the connection is open, not only when it closes.
-        let listener = format!("listener=\"{lid}\"");
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
-            let value = |name: &str| {
-                m.body
-                    .lines()
-                    .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&listener))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>()
-            };
-            let (b_in, b_out) = (
-                value("fiberlb_bytes_in_total"),
-                value("fiberlb_bytes_out_total"),
-            );
-            if b_in >= 4.0 && b_out >= 4.0 {
-                break;
-            }
-            anyhow::ensure!(
-                std::time::Instant::now() < deadline,
-                "open connection's bytes not counted: in {b_in}, out {b_out}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        fiberlb_tests::metrics::wait_for_bytes(
+            lb.node.admin_addr(),
+            &lid,
+            4.0,
+            4.0,
+            "open connection's bytes not counted",
+        )
+        .await?;
 
         // 32 MiB of patterned bytes, written and read concurrently, then half-closed.
         let payload: Vec<u8> = (0..32u32 << 20)
@@ -202,14 +186,8 @@ async fn udp_clients_get_only_their_own_replies() -> anyhow::Result<()> {
         // Bytes are counted per datagram, while the flows are still open: the 8 clients
         // sent 160 four-byte datagrams and got 160 six-byte replies (plus the probes).
         let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
-        let listener = format!("listener=\"{lid}\"");
-        let sum = |name: &str| -> f64 {
-            m.body
-                .lines()
-                .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&listener))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        };
+        let listener = fiberlb_tests::metrics::listener_label(&lid);
+        let sum = |name: &str| fiberlb_tests::metrics::sum(&m.body, name, &listener);
         assert!(
             sum("fiberlb_bytes_in_total") >= 640.0,
             "bytes in: {}",

@@ -16,6 +16,7 @@ pub mod http;
 pub mod l4;
 pub mod l7;
 pub mod lifecycle;
+pub mod metrics;
 pub mod netns;
 pub mod node;
 pub mod pki;

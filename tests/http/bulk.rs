@@ -112,13 +112,11 @@ async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
                 // 1 MiB aside): the reader pauses here, the response is far from done.
                 checked_live = true;
                 let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
-                let listener = format!("listener=\"{lid}\"");
-                let out: f64 = m
-                    .body
-                    .lines()
-                    .filter(|l| l.starts_with("fiberlb_bytes_out_total{") && l.contains(&listener))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum();
+                let out = fiberlb_tests::metrics::sum(
+                    &m.body,
+                    "fiberlb_bytes_out_total",
+                    &fiberlb_tests::metrics::listener_label(&lid),
+                );
                 assert!(
                     out >= f64::from(32u32 << 20),
                     "a download's bytes count only at its end: {out} after {total} read"

@@ -49,30 +49,14 @@ async fn websocket_echo_through_an_upgrade() -> anyhow::Result<()> {
         }
         // The tunnel's bytes count for its listener while it is open: five masked frames
         // of 13 bytes in, five of 9 bytes out (the upgrade request itself has no body).
-        let listener = format!("listener=\"{lid}\"");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
-            let value = |name: &str| {
-                m.body
-                    .lines()
-                    .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&listener))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>()
-            };
-            let (b_in, b_out) = (
-                value("fiberlb_bytes_in_total"),
-                value("fiberlb_bytes_out_total"),
-            );
-            if b_in >= 65.0 && b_out >= 45.0 {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "open WebSocket's bytes not counted: in {b_in}, out {b_out}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        fiberlb_tests::metrics::wait_for_bytes(
+            lb.node.admin_addr(),
+            &lid,
+            65.0,
+            45.0,
+            "open WebSocket's bytes not counted",
+        )
+        .await?;
         client.close(None).await?;
         Ok(())
     })

@@ -67,15 +67,24 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     ) || name.as_str().starts_with("proxy-")
 }
 
+/// The names one `Connection` value lists, as written (none if it is not visible ASCII).
+fn connection_names(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value
+        .to_str()
+        .ok()
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// Header names listed in `Connection` (lower case).
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
+        .flat_map(connection_names)
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 
@@ -220,14 +229,8 @@ pub fn clean_response(headers: &mut HeaderMap, switching: bool) {
     let mut listed = headers.get_all(header::CONNECTION).iter();
     let first = listed.next().cloned();
     let more: Vec<HeaderValue> = listed.cloned().collect();
-    for value in first.iter().chain(&more) {
-        for t in value.as_bytes().split(|b| *b == b',') {
-            if let Ok(name) = std::str::from_utf8(t.trim_ascii()) {
-                if !name.is_empty() {
-                    headers.remove(name);
-                }
-            }
-        }
+    for name in first.iter().chain(&more).flat_map(connection_names) {
+        headers.remove(name);
     }
     while let Some(n) = headers.keys().find(|n| is_hop_by_hop(n)).cloned() {
         headers.remove(n);
