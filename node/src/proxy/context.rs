@@ -6,7 +6,7 @@
 //! connections and leaves established ones alone. What is fixed at start (listener socket
 //! options inherited by accepted sockets, buffer sizes, TLS defaults) needs a restart.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,6 +97,24 @@ pub struct ProxyContext {
 pub struct HttpConnGuard(Arc<AtomicUsize>);
 
 impl Drop for HttpConnGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a connection among its listener's open connections (what `connection_limit`
+/// is checked against) until dropped.
+#[derive(Debug)]
+pub struct OpenGuard(Arc<AtomicU32>);
+
+impl OpenGuard {
+    /// Takes over one count the caller has already added to `open`.
+    pub fn new(open: Arc<AtomicU32>) -> Self {
+        OpenGuard(open)
+    }
+}
+
+impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }

@@ -314,14 +314,6 @@ fn start_tcp(
     Ok(())
 }
 
-struct OpenGuard(Arc<AtomicU32>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 async fn accept_loop(
     ctx: ProxyContext,
     id: String,
@@ -354,7 +346,7 @@ async fn accept_loop(
             .get(&*id)
             .and_then(|l| l.connection_limit);
         let now = open.fetch_add(1, Ordering::Relaxed) + 1;
-        let guard = OpenGuard(open.clone());
+        let guard = super::context::OpenGuard::new(open.clone());
         if limit.is_some_and(|max| now > max) {
             metrics::counter!("fiberlb_connections_rejected_total", "listener" => id.to_string(), "reason" => "limit").increment(1);
             continue;

@@ -19,20 +19,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::{ClientIo, ConnShared, Parked, Timeouts};
 use super::service::{self, ConnCtx};
-use crate::proxy::context::{HttpConnGuard, LiveProxy};
+use crate::proxy::context::{HttpConnGuard, LiveProxy, OpenGuard};
 use crate::proxy::tls_termination;
 use crate::proxy::ProxyContext;
 
 /// Serves one connection of an HTTP (`tls` = None) or HTTPS listener.
 /// `hold` (the listener's count of open connections) is kept until the connection ends.
-pub async fn serve<G: Send + Sync + 'static>(
+pub async fn serve(
     ctx: Arc<ProxyContext>,
     listener_id: Arc<str>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: CancellationToken,
-    hold: G,
+    hold: OpenGuard,
 ) {
     // TCP_NODELAY and keepalive came with the socket: accepted sockets inherit them from
     // the listening socket (see `listeners::start_tcp`), no system calls per connection.
@@ -73,7 +73,7 @@ pub async fn serve<G: Send + Sync + 'static>(
 
 /// The HTTPS part of [`serve`]: handshake, then the same connection handling.
 #[allow(clippy::too_many_arguments)]
-async fn serve_tls<G: Send + Sync + 'static>(
+async fn serve_tls(
     ctx: Arc<ProxyContext>,
     live: Arc<LiveProxy>,
     listener_id: Arc<str>,
@@ -81,7 +81,7 @@ async fn serve_tls<G: Send + Sync + 'static>(
     peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     stop: CancellationToken,
-    open: (HttpConnGuard, G),
+    open: Open,
 ) {
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     let stream = tokio::select! {
@@ -140,7 +140,7 @@ macro_rules! drive {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run<S, G: Send + Sync + 'static>(
+async fn run<S>(
     ctx: Arc<ProxyContext>,
     live: Arc<LiveProxy>,
     listener_id: Arc<str>,
@@ -150,7 +150,7 @@ async fn run<S, G: Send + Sync + 'static>(
     subject: Option<HeaderValue>,
     alpn_h2: bool,
     stop: CancellationToken,
-    open: (HttpConnGuard, G),
+    open: Open,
 ) where
     S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
 {
@@ -215,14 +215,7 @@ async fn run<S, G: Send + Sync + 'static>(
     // HTTP/1 goes on in a task of its own, sized for what a keep-alive connection keeps
     // for most of its life: the idle wait. This task (its arguments, the TLS handshake,
     // the protocol detection: 1.7 KiB) ends here.
-    tokio::spawn(http1(
-        Http1 {
-            conn,
-            stop,
-            _open: open,
-        },
-        Box::new(io),
-    ));
+    tokio::spawn(http1(Http1 { conn, stop, open }, Box::new(io)));
 }
 
 /// A response to one request, as hyper's service returns it.
@@ -246,19 +239,24 @@ fn service(
 }
 
 /// What an HTTP/1 connection's task keeps between requests.
-struct Http1<G> {
+pub(crate) struct Http1 {
     conn: Arc<ConnCtx>,
     stop: CancellationToken,
     /// Counts the connection as open (a node drain waits for it; the listener's
     /// connection limit counts it) until dropped.
-    _open: (HttpConnGuard, G),
+    open: Open,
 }
+
+/// What counts a connection as open: for a node drain, and for its listener's
+/// `connection_limit`.
+type Open = (HttpConnGuard, OpenGuard);
 
 /// An HTTP/1 connection: one hyper connection per busy period. When the connection idles
 /// with nothing buffered, hyper is let go (its buffers freed) and the bare socket waits
-/// here for the next request, or for the idle timeout. The busy period is boxed, so the
-/// task is only as large as the idle wait.
-async fn http1<S, G: Send + Sync + 'static>(st: Http1<G>, mut io: Box<ClientIo<S>>)
+/// for the next request, or for the idle timeout: a plain one in the worker's idle set
+/// (this task ends; a new one starts when the socket turns readable), a TLS one here.
+/// The busy period is boxed, so the task is only as large as the idle wait.
+async fn http1<S>(mut st: Http1, mut io: Box<ClientIo<S>>)
 where
     S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
 {
@@ -266,8 +264,13 @@ where
         let Some(parked) = Box::pin(busy(&st, io)).await else {
             return;
         };
+        let idle_deadline = st.conn.shared.idle_since() + st.conn.timeouts().idle;
+        // A plain socket waits in the worker's idle set, without this task.
+        let Some((parked, st_back)) = S::sleep(parked, st, idle_deadline) else {
+            return;
+        };
+        st = st_back;
         let shared = &st.conn.shared;
-        let idle_deadline = shared.idle_since() + st.conn.timeouts().idle;
         tokio::select! {
             r = parked.io.wait_readable() => if r.is_err() { return },
             _ = tokio::time::sleep_until(idle_deadline) => {
@@ -290,7 +293,7 @@ where
 
 /// One busy period: hyper serves until the connection idles (the socket comes back,
 /// parked) or ends (`None`).
-async fn busy<S, G>(st: &Http1<G>, io: Box<ClientIo<S>>) -> Option<Parked<S>>
+async fn busy<S>(st: &Http1, io: Box<ClientIo<S>>) -> Option<Parked<S>>
 where
     S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
 {
@@ -323,14 +326,113 @@ where
 const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// A client socket that can wait for data without a buffer.
-pub(crate) trait WaitReadable {
+pub(crate) trait WaitReadable: Sized {
     /// Resolves when a read would make progress (data, EOF or an error).
     fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+
+    /// Hands an idle connection over to wait without its task (the task then ends), or
+    /// gives it back to wait in its task (`wait_readable`) until `deadline`.
+    fn sleep(
+        parked: Parked<Self>,
+        st: Http1,
+        deadline: tokio::time::Instant,
+    ) -> Option<(Parked<Self>, Http1)> {
+        let _ = deadline;
+        Some((parked, st))
+    }
 }
 
 impl WaitReadable for TcpStream {
     fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         self.readable()
+    }
+
+    /// Plain HTTP/1 connections wait in the worker's idle set (`idle`): an entry in its
+    /// table instead of a task, a reactor registration and the connection's context
+    /// objects. (A TLS connection keeps its task: its session state has to be kept
+    /// either way, and tokio-rustls cannot rebuild a stream from its parts.)
+    fn sleep(
+        parked: Parked<Self>,
+        st: Http1,
+        deadline: tokio::time::Instant,
+    ) -> Option<(Parked<Self>, Http1)> {
+        let (stream, framing) = parked.into_parts();
+        super::idle::park(&IDLE, stream, deadline, Asleep::new(st, framing));
+        None
+    }
+}
+
+thread_local! {
+    /// This worker's idle HTTP/1 connections.
+    static IDLE: std::cell::RefCell<Option<Arc<super::idle::IdleSet<Asleep>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A plain HTTP/1 connection parked in the idle set: what its task and `ConnCtx` held,
+/// by value (the set stores it in its table: no allocation of its own while it idles).
+pub(crate) struct Asleep {
+    ctx: Arc<ProxyContext>,
+    live: Arc<LiveProxy>,
+    listener_id: Arc<str>,
+    peer: SocketAddr,
+    /// Requests served so far (the framing state counts their heads).
+    served: u64,
+    framing: super::framing::Framing,
+    stop: CancellationToken,
+    open: Open,
+}
+
+impl Asleep {
+    fn new(st: Http1, framing: super::framing::Framing) -> Asleep {
+        let Http1 { conn, stop, open } = st;
+        // The context's fields are shared handles (`Arc`s): cloned, and the context
+        // itself freed, so nothing allocated during the connection's requests stays.
+        Asleep {
+            ctx: conn.ctx.clone(),
+            live: conn.live.clone(),
+            listener_id: conn.listener_id.clone(),
+            peer: conn.peer,
+            served: conn.shared.served(),
+            framing,
+            stop,
+            open,
+        }
+    }
+}
+
+impl super::idle::Dormant for Asleep {
+    fn wake(self, stream: TcpStream) {
+        let shared = ConnShared::resumed(self.served);
+        let conn = Arc::new(ConnCtx {
+            ctx: self.ctx,
+            live: self.live,
+            listener_id: self.listener_id,
+            peer: self.peer,
+            // Plain HTTP only (see `WaitReadable::sleep`): no TLS, no client certificate.
+            https: false,
+            subject: None,
+            shared: shared.clone(),
+        });
+        let io = Box::new(ClientIo::resume(
+            Parked::new(stream, self.framing),
+            shared,
+            conn.timeouts(),
+            conn.peer,
+        ));
+        let st = Http1 {
+            conn,
+            stop: self.stop,
+            open: self.open,
+        };
+        tokio::spawn(http1(st, io));
+    }
+
+    fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    fn group(&self) -> Arc<dyn std::any::Any + Send + Sync> {
+        self.ctx.clone()
     }
 }
 
@@ -361,6 +463,11 @@ mod tests {
         (ctx, c)
     }
 
+    fn open_guard() -> crate::proxy::context::OpenGuard {
+        let open = Arc::new(std::sync::atomic::AtomicU32::new(1));
+        crate::proxy::context::OpenGuard::new(open)
+    }
+
     /// A task is as large as its future's largest state, for its whole life. The task
     /// that accepts (TLS handshake, protocol detection) is short-lived; HTTP/1 connections
     /// go on in a task sized for the idle wait, which is what thousands of idle keep-alive
@@ -387,7 +494,7 @@ mod tests {
         let st = super::Http1 {
             conn,
             stop: tokio_util::sync::CancellationToken::new(),
-            _open: (ctx.http_connection(), ()),
+            open: (ctx.http_connection(), open_guard()),
         };
         let idle = std::mem::size_of_val(&super::http1(st, Box::new(io)));
         assert!(
@@ -404,9 +511,13 @@ mod tests {
             peer,
             None,
             tokio_util::sync::CancellationToken::new(),
-            (),
+            open_guard(),
         ));
         assert!(first < 2560, "the accepting task takes {first} bytes");
+        // What a plain connection keeps in the idle set, by value.
+        let asleep = std::mem::size_of::<super::Asleep>();
+        assert!(asleep <= 160, "a parked connection takes {asleep} bytes");
+        println!("parked connection {asleep} bytes");
         println!("accepting task {first} bytes, HTTP/1 connection task {idle} bytes");
     }
 }

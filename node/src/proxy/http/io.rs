@@ -49,14 +49,25 @@ pub(crate) struct ConnShared {
 
 impl ConnShared {
     pub(crate) fn new() -> Arc<Self> {
+        ConnShared::resumed(0)
+    }
+
+    /// The state of a connection that has served `served` requests and has none in
+    /// flight (one coming back from the idle set: see `conn::Asleep`).
+    pub(crate) fn resumed(served: u64) -> Arc<Self> {
         Arc::new(ConnShared {
             start: Instant::now(),
             in_flight: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
-            served: AtomicU64::new(0),
+            served: AtomicU64::new(served),
             tunnel: AtomicBool::new(false),
             reader: AtomicWaker::new(),
         })
+    }
+
+    /// Requests started so far.
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::Acquire)
     }
 
     /// Marks a request as started; the connection is busy until the guard drops.
@@ -105,6 +116,18 @@ pub(crate) struct Parked<S> {
     /// The client socket.
     pub io: S,
     framing: Framing,
+}
+
+impl<S> Parked<S> {
+    /// A parked connection of socket `io` with the framing state it had.
+    pub(crate) fn new(io: S, framing: Framing) -> Self {
+        Parked { io, framing }
+    }
+
+    /// The socket and the framing state.
+    pub(crate) fn into_parts(self) -> (S, Framing) {
+        (self.io, self.framing)
+    }
 }
 
 /// Where a parked connection is handed back, and after how much idleness.

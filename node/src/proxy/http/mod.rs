@@ -24,6 +24,7 @@ mod forward;
 mod framing;
 mod h1client;
 mod headers;
+mod idle;
 mod io;
 pub mod persist;
 mod respond;
