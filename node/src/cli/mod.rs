@@ -133,6 +133,7 @@ const CONTROL_THREADS: usize = 2;
 
 /// Entry point of the `fiberlb` binary.
 pub fn main() -> ExitCode {
+    crate::alloc_trim::disable_huge_pages();
     let cli = Cli::parse();
     // The control plane's runtime (API, health checks, gossip, BGP; the CLI's client).
     // The data plane runs on its own threads (`[proxy] worker_threads`, see

@@ -79,6 +79,9 @@ pub async fn run(settings: Settings, args: ServeArgs) -> anyhow::Result<()> {
     let workers =
         crate::proxy::Workers::start(settings.proxy.worker_threads, crate::alloc_trim::on_park)
             .context("starting the data-plane worker threads")?;
+    for worker in workers.handles() {
+        worker.spawn(crate::alloc_trim::collect_pending());
+    }
     let data_plane = dataplane::start(
         &settings,
         store.clone(),

@@ -19,7 +19,8 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,6 +95,8 @@ pub(crate) fn parked_here<T: Dormant>(local: &'static Local<T>) -> usize {
 struct Entry<T> {
     stream: std::net::TcpStream,
     deadline: Instant,
+    /// Which park this is (a slab key is reused; a park's deadline entry is not).
+    seq: u64,
     dormant: T,
 }
 
@@ -104,8 +107,12 @@ struct Table<T> {
     /// Entries by value, keyed by the epoll token. A slab's storage is one vector: the
     /// slots in use are dense, and capacity never touched is never resident.
     entries: Slab<Entry<T>>,
-    /// Entries by deadline, the earliest first.
-    by_deadline: BTreeSet<(Instant, usize)>,
+    /// Deadlines, the earliest first: (deadline, park, key). One contiguous heap (a
+    /// tree's nodes would each pin an allocator page among freed request memory); an
+    /// entry woken before its deadline leaves its item behind, skipped when it comes up
+    /// and dropped when the heap is rebuilt (`compact`).
+    deadlines: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    next_seq: u64,
     /// The deadline the driver sleeps until (it is told when an earlier one comes).
     sleeping_until: Option<Instant>,
     /// Listener groups with a watcher on their stop token.
@@ -113,10 +120,21 @@ struct Table<T> {
 }
 
 impl<T> Table<T> {
+    /// Rebuilds the deadline heap from the entries once items of woken entries make up
+    /// most of it: the heap stays within twice the parked connections (plus a little).
+    fn compact(&mut self) {
+        if self.deadlines.len() > 2 * self.entries.len() + 64 {
+            self.deadlines = self
+                .entries
+                .iter()
+                .map(|(k, e)| Reverse((e.deadline, e.seq, k)))
+                .collect();
+        }
+    }
+
     /// Takes entry `key` out of the table and out of the epoll set.
     fn take(&mut self, key: usize) -> Option<Entry<T>> {
         let e = self.entries.try_remove(key)?;
-        self.by_deadline.remove(&(e.deadline, key));
         if let Err(err) = self
             .poll
             .registry()
@@ -175,7 +193,8 @@ impl<T: Dormant> IdleSet<T> {
                 poll,
                 events: Events::with_capacity(EVENTS),
                 entries: Slab::new(),
-                by_deadline: BTreeSet::new(),
+                deadlines: BinaryHeap::new(),
+                next_seq: 0,
                 sleeping_until: None,
                 watched: HashSet::new(),
             }),
@@ -231,12 +250,16 @@ impl<T: Dormant> IdleSet<T> {
         if t.watched.insert(group_id(&group)) {
             tokio::spawn(watch(self.clone(), group, dormant.stop().clone()));
         }
+        let seq = t.next_seq;
+        t.next_seq += 1;
         t.entries.insert(Entry {
             stream,
             deadline,
+            seq,
             dormant,
         });
-        t.by_deadline.insert((deadline, key));
+        t.compact();
+        t.deadlines.push(Reverse((deadline, seq, key)));
         let sooner = t.sleeping_until.is_none_or(|at| deadline < at);
         drop(t);
         if sooner {
@@ -259,16 +282,14 @@ impl<T: Dormant> IdleSet<T> {
     /// Takes the entries whose deadline is at or before `now`; returns the next deadline.
     fn take_expired(&self, now: Instant, expired: &mut Vec<Entry<T>>) -> Option<Instant> {
         let mut t = self.lock();
-        while let Some(&(at, key)) = t.by_deadline.first() {
+        while let Some(&Reverse((at, seq, key))) = t.deadlines.peek() {
             if at > now {
                 t.sleeping_until = Some(at);
                 return Some(at);
             }
-            match t.take(key) {
-                Some(e) => expired.push(e),
-                None => {
-                    t.by_deadline.pop_first();
-                }
+            t.deadlines.pop();
+            if t.entries.get(key).is_some_and(|e| e.seq == seq) {
+                expired.extend(t.take(key));
             }
         }
         t.sleeping_until = None;
@@ -549,6 +570,55 @@ mod tests {
             .unwrap();
         let mut buf = [0u8; 1];
         assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_old_deadline_does_not_close_the_next_connection_on_its_slot() {
+        let stop = CancellationToken::new();
+        let (mut a_client, a) = pair().await;
+        let (p, mut woke) = probe(&stop);
+        park(a, Instant::now() + Duration::from_millis(100), p);
+        a_client.write_all(b"a").await.unwrap();
+        let _a = tokio::time::timeout(WAIT, woke.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        // Same slab slot, a later deadline: the first park's deadline passes meanwhile.
+        let (mut b_client, b) = pair().await;
+        let (p, mut woke) = probe(&stop);
+        park(b, Instant::now() + WAIT, p);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(parked_here(), 1, "still parked after the old deadline");
+        b_client.write_all(b"b").await.unwrap();
+        tokio::time::timeout(WAIT, woke.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn deadlines_of_woken_connections_do_not_pile_up() {
+        let stop = CancellationToken::new();
+        let (mut client, mut server) = pair().await;
+        for _ in 0..500 {
+            let (p, mut woke) = probe(&stop);
+            park(server, Instant::now() + WAIT * 6, p);
+            client.write_all(b"z").await.unwrap();
+            server = tokio::time::timeout(WAIT, woke.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            let mut one = [0u8; 1];
+            server.read_exact(&mut one).await.unwrap();
+        }
+        let set = IdleSet::current(&SET).unwrap();
+        let t = set.lock();
+        assert!(
+            t.deadlines.len() <= 2 * t.entries.len() + 65,
+            "{} deadline items for {} parked connections",
+            t.deadlines.len(),
+            t.entries.len()
+        );
     }
 
     #[tokio::test]
