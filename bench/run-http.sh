@@ -347,7 +347,7 @@ no_client_conns() { (($(client_conns "$1") == 0)); }
 # bookkeeping asynchronously), at most 4 s.
 # Resident memory once it has stopped changing: the same reading for 2 s (10 samples
 # 0.2 s apart), after at least 2 s, at most ~20 s. Idle connections are measured in their
-# steady state: FiberLB lets go of an idle HTTP/1 connection's buffers after 250 ms and a
+# steady state: FiberLB lets go of an idle HTTP/1 connection's buffers after 100 ms and a
 # worker thread returns freed pages to the OS within a second of going idle, where
 # HAProxy and nginx free theirs right after each response; a single pair of equal
 # readings 0.2 s apart caught FiberLB before either had happened.

@@ -44,7 +44,7 @@ async fn an_idle_keep_alive_connection_serves_again_and_still_times_out() -> any
 
         let mut s = TcpStream::connect(addr).await?;
         assert_eq!(exchange(&mut s, "/1").await?, "app");
-        // Idle past the park delay (250 ms), several times over: same connection each time.
+        // Idle past the park delay (100 ms), several times over: same connection each time.
         for i in 2..5 {
             tokio::time::sleep(Duration::from_millis(400)).await;
             assert_eq!(
@@ -130,7 +130,7 @@ async fn the_connection_limit_counts_idle_keep_alive_connections() -> anyhow::Re
         assert_eq!(exchange(&mut first, "/1").await?, "app");
         let mut second = TcpStream::connect(addr).await?;
         assert_eq!(exchange(&mut second, "/2").await?, "app");
-        // Both idle past the park delay (250 ms).
+        // Both idle past the park delay (100 ms).
         tokio::time::sleep(Duration::from_millis(600)).await;
         let mut third = TcpStream::connect(addr).await?;
         assert!(
