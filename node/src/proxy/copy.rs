@@ -158,10 +158,12 @@ async fn pump(
         // direction goes through a pipe without copying (when a pipe can be had).
         if zero_copy && n == buf_size {
             if let Ok(pipe) = super::zero_copy::Pipe::new() {
-                super::zero_copy::pump(src, dst, &pipe, |k| {
+                // Boxed: inline, its state would be part of every connection's task,
+                // idle ones included, and only bulk directions ever get here.
+                Box::pin(super::zero_copy::pump(src, dst, &pipe, |k| {
                     moved.add(k);
                     act.touch();
-                })
+                }))
                 .await?;
                 finish(dst, act);
                 return Ok(());

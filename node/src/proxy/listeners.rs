@@ -324,7 +324,7 @@ async fn accept_loop(
     open: Arc<AtomicU32>,
 ) {
     let id: Arc<str> = id.into();
-    // What HTTP connections share (they keep it for their whole life).
+    // What the listener's connections share (they keep it for their whole life).
     let http_ctx = Arc::new(ctx.clone());
     loop {
         let (stream, peer) = tokio::select! {
@@ -351,7 +351,9 @@ async fn accept_loop(
             metrics::counter!("fiberlb_connections_rejected_total", "listener" => id.to_string(), "reason" => "limit").increment(1);
             continue;
         }
-        let (ctx, id) = (ctx.clone(), id.clone());
+        // The shared context (a pointer), not a copy: a task keeps what it captures for
+        // its whole life.
+        let (ctx, id) = (http_ctx.clone(), id.clone());
         // One spawn per protocol: a task is as large as its future, so a plain TCP
         // connection must not carry the (much larger) HTTP or TLS-peek state machine.
         match protocol {
@@ -366,15 +368,7 @@ async fn accept_loop(
                 let tls = tls.as_ref().map(|slot| slot.load_full());
                 let stop = stop.clone();
                 // The guard goes with the connection: HTTP/1 continues in a task of its own.
-                tokio::spawn(http::serve(
-                    http_ctx.clone(),
-                    id,
-                    stream,
-                    peer,
-                    tls,
-                    stop,
-                    guard,
-                ));
+                tokio::spawn(http::serve(ctx, id, stream, peer, tls, stop, guard));
             }
             _ => {
                 tokio::spawn(async move {
