@@ -185,12 +185,20 @@ impl ProxyContext {
 }
 
 #[cfg(test)]
+impl ProxyContext {
+    /// A context of settings `s` over an empty configuration, for unit tests.
+    pub(crate) fn for_tests(s: &ProxySettings) -> ProxyContext {
+        let resolver = Resolver::new(crate::resolve::ResolverConfig::default());
+        ProxyContext::new(Arc::new(SnapshotCell::default()), resolver, s)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn ctx(s: &ProxySettings) -> ProxyContext {
-        let resolver = Resolver::new(crate::resolve::ResolverConfig::default());
-        ProxyContext::new(Arc::new(SnapshotCell::default()), resolver, s)
+        ProxyContext::for_tests(s)
     }
 
     #[tokio::test]

@@ -145,21 +145,13 @@ async fn send_preamble(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     /// A task is as large as its future's largest state, for its whole life: what an
     /// open TCP connection holds in the proxy, idle or not (2,176 bytes before the
     /// connect and the preamble were boxed and the relay stopped duplicating its
     /// arguments; the splice was 1,248 with the zero-copy pump inline).
     #[tokio::test]
     async fn the_connection_task_stays_small() {
-        let s = crate::settings::ProxySettings::default();
-        let resolver = crate::resolve::Resolver::new(crate::resolve::ResolverConfig::default());
-        let ctx = crate::proxy::ProxyContext::new(
-            Arc::new(crate::snapshot::SnapshotCell::default()),
-            resolver,
-            &s,
-        );
+        let ctx = crate::proxy::ProxyContext::for_tests(&Default::default());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
             .await

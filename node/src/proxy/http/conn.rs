@@ -455,13 +455,7 @@ mod tests {
     use std::sync::Arc;
 
     async fn context() -> (crate::proxy::ProxyContext, tokio::net::TcpStream) {
-        let s = crate::settings::ProxySettings::default();
-        let resolver = crate::resolve::Resolver::new(crate::resolve::ResolverConfig::default());
-        let ctx = crate::proxy::ProxyContext::new(
-            Arc::new(crate::snapshot::SnapshotCell::default()),
-            resolver,
-            &s,
-        );
+        let ctx = crate::proxy::ProxyContext::for_tests(&Default::default());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let c = tokio::net::TcpStream::connect(l.local_addr().unwrap())
             .await
