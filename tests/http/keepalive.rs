@@ -147,3 +147,45 @@ async fn the_connection_limit_counts_idle_keep_alive_connections() -> anyhow::Re
     })
     .await
 }
+
+/// A backend that speaks HTTP/1.0 (one response per connection, then close) does not make
+/// the proxy answer its HTTP/1.1 client in HTTP/1.0: an intermediary sends its own
+/// version (RFC 9110, section 6.2), and the client's connection stays alive.
+#[tokio::test]
+async fn an_http_1_0_backend_does_not_end_the_clients_keep_alive() -> anyhow::Result<()> {
+    bounded(async {
+        let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let backend_addr = backend.local_addr()?;
+        let server = tokio::spawn(async move {
+            while let Ok((mut s, _)) = backend.accept().await {
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold")
+                        .await;
+                });
+            }
+        });
+        let mut lb = start().await?;
+        let pool = lb.pool("old", &[backend_addr]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let mut s = TcpStream::connect(addr).await?;
+        for i in 0..3 {
+            assert_eq!(
+                exchange(&mut s, &format!("/{i}")).await?,
+                "old",
+                "request {i}"
+            );
+        }
+        server.abort();
+        Ok(())
+    })
+    .await
+}

@@ -327,10 +327,12 @@ pub async fn forward(
                 ),
             );
             let (mut rparts, _) = resp.into_parts();
+            rparts.version = own_version(parts.version);
             headers::clean_response(&mut rparts.headers, true);
             return Reply::local(http::Response::from_parts(rparts, body::empty()));
         }
         let (mut rparts, rbody) = resp.into_parts();
+        rparts.version = own_version(parts.version);
         headers::clean_response(&mut rparts.headers, false);
         if let Some(s) = &sticky {
             if let Some(cookie) = s.on_chosen(&plan, i, &parts, client_ip, conn.https, now) {
@@ -471,4 +473,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The version of our response to a client that asked in `client`: our own, whatever the
+/// backend spoke (RFC 9110, section 6.2: an intermediary sends its own HTTP-version). A
+/// backend's `HTTP/1.0` passed on would make an HTTP/1.1 client close its connection
+/// after every response.
+fn own_version(client: Version) -> Version {
+    if client == Version::HTTP_2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    }
 }
