@@ -341,9 +341,8 @@ pub(crate) trait WaitReadable: Sized {
     fn sleep(
         parked: Parked<Self>,
         st: Http1,
-        deadline: tokio::time::Instant,
+        _deadline: tokio::time::Instant,
     ) -> Option<(Parked<Self>, Http1)> {
-        let _ = deadline;
         Some((parked, st))
     }
 }

@@ -476,6 +476,14 @@ mod tests {
         static GROUP: Arc<dyn Any + Send + Sync> = Arc::new(());
     }
 
+    /// The stream a probe's connection woke with (within `WAIT`).
+    async fn woken(woke: &mut tokio::sync::mpsc::UnboundedReceiver<TcpStream>) -> TcpStream {
+        tokio::time::timeout(WAIT, woke.recv())
+            .await
+            .expect("woken in time")
+            .expect("woken")
+    }
+
     const WAIT: Duration = Duration::from_secs(10);
 
     #[tokio::test]
@@ -489,10 +497,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(woke.try_recv().is_err());
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        let mut server = tokio::time::timeout(WAIT, woke.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut server = woken(&mut woke).await;
         assert_eq!(parked_here(), 0);
         let mut buf = [0u8; 16];
         server.read_exact(&mut buf).await.unwrap();
@@ -512,10 +517,7 @@ mod tests {
         server.readable().await.unwrap();
         let (p, mut woke) = probe(&stop);
         park(server, Instant::now() + WAIT, p);
-        let mut server = tokio::time::timeout(WAIT, woke.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut server = woken(&mut woke).await;
         let mut one = [0u8; 1];
         server.read_exact(&mut one).await.unwrap();
         assert_eq!(&one, b"x");
@@ -580,10 +582,7 @@ mod tests {
         let (p, mut woke) = probe(&stop);
         park(server, Instant::now() + WAIT * 6, p);
         drop(client);
-        let mut server = tokio::time::timeout(WAIT, woke.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut server = woken(&mut woke).await;
         let mut buf = [0u8; 1];
         assert_eq!(server.read(&mut buf).await.unwrap(), 0);
     }
@@ -595,10 +594,7 @@ mod tests {
         let (p, mut woke) = probe(&stop);
         park(a, Instant::now() + Duration::from_millis(100), p);
         a_client.write_all(b"a").await.unwrap();
-        let _a = tokio::time::timeout(WAIT, woke.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let _a = woken(&mut woke).await;
         // Same slab slot, a later deadline: the first park's deadline passes meanwhile.
         let (mut b_client, b) = pair().await;
         let (p, mut woke) = probe(&stop);
@@ -606,10 +602,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(parked_here(), 1, "still parked after the old deadline");
         b_client.write_all(b"b").await.unwrap();
-        tokio::time::timeout(WAIT, woke.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        woken(&mut woke).await;
     }
 
     #[tokio::test]
@@ -620,10 +613,7 @@ mod tests {
             let (p, mut woke) = probe(&stop);
             park(server, Instant::now() + WAIT * 6, p);
             client.write_all(b"z").await.unwrap();
-            server = tokio::time::timeout(WAIT, woke.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            server = woken(&mut woke).await;
             let mut one = [0u8; 1];
             server.read_exact(&mut one).await.unwrap();
         }
@@ -655,10 +645,7 @@ mod tests {
             c.write_all(b"y").await.unwrap();
         }
         for woke in probes.iter_mut().step_by(2) {
-            tokio::time::timeout(WAIT, woke.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            woken(woke).await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         for woke in probes.iter_mut().skip(1).step_by(2) {
