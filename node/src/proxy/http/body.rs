@@ -58,9 +58,56 @@ pub struct BodyStatus {
     pub client_failed: AtomicBool,
 }
 
+/// A request body as the client connection delivers it: hyper's (HTTP/1) or our HTTP/2
+/// server's.
+pub enum ClientBody {
+    /// From hyper's HTTP/1 server.
+    Hyper(Incoming),
+    /// From our HTTP/2 server.
+    H2(super::h2::RecvBody),
+    /// No body (an HTTP/2 request that ended with its headers).
+    Empty,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+            ClientBody::H2(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(Into::into))),
+            ClientBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+            ClientBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+            ClientBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// The client's request body on its way to a backend.
 pub struct RequestBody {
-    inner: Incoming,
+    inner: ClientBody,
     first: Option<Frame<Bytes>>,
     seen: u64,
     limit: Option<u64>,
@@ -69,7 +116,7 @@ pub struct RequestBody {
 
 impl RequestBody {
     /// Wraps `inner`; `limit` is the largest accepted body (None = unlimited).
-    pub fn new(inner: Incoming, limit: Option<u64>, status: Arc<BodyStatus>) -> Self {
+    pub fn new(inner: ClientBody, limit: Option<u64>, status: Arc<BodyStatus>) -> Self {
         RequestBody {
             inner,
             first: None,
@@ -111,7 +158,7 @@ impl Body for RequestBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 self.status.client_failed.store(true, Ordering::Relaxed);
-                Poll::Ready(Some(Err(Box::new(e))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,

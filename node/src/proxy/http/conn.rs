@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use super::body::ClientBody;
 use super::io::{ClientIo, ConnShared, Parked, Timeouts};
 use super::service::{self, ConnCtx};
 use crate::proxy::context::{HttpConnGuard, LiveProxy, OpenGuard};
@@ -194,20 +195,7 @@ async fn run<S>(
     });
     if h2 {
         let shutdown = conn.ctx.shutdown.clone();
-        let builders = conn.live.clone();
-        // The hyper connection is boxed: inline, its state would be part of this task for
-        // its whole life (a task is as large as its largest state).
-        let result = drive!(
-            Box::pin(
-                builders
-                    .http
-                    .h2
-                    .serve_connection(TokioIo::new(io), service(&conn))
-            ),
-            stop,
-            shutdown
-        );
-        if let Err(e) = result {
+        if let Err(e) = super::h2::serve(io, conn, &stop, &shutdown).await {
             tracing::debug!(listener = %listener_id, client = %peer, error = %e, "client connection ended with an error");
         }
         return;
@@ -235,7 +223,9 @@ fn service(
     let conn = conn.clone();
     // Boxed, so an idle keep-alive connection does not carry a request's (large) state
     // inline in hyper's dispatcher: it costs an allocation per request instead.
-    service_fn(move |req| Box::pin(service::handle(conn.clone(), req)) as Handling)
+    service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        Box::pin(service::handle(conn.clone(), req.map(ClientBody::Hyper))) as Handling
+    })
 }
 
 /// What an HTTP/1 connection's task keeps between requests.

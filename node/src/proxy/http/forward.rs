@@ -25,7 +25,7 @@ use hyper::body::{Body, Incoming};
 use tokio_util::sync::CancellationToken;
 
 use super::access::Record;
-use super::body::{self, Active, ProxyBody, RequestBody};
+use super::body::{self, Active, ClientBody, ProxyBody, RequestBody};
 use super::client::Entry;
 use super::headers::{self, Forwarded};
 use super::respond::Reply;
@@ -77,7 +77,7 @@ pub async fn forward(
     snapshot: &Arc<Snapshot>,
     listener: &Listener,
     pool_id: &str,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     request_id: &HeaderValue,
     record: &mut Record,
 ) -> Reply {

@@ -1,7 +1,8 @@
 //! The L7 data plane: HTTP and HTTPS listeners as a reverse proxy.
 //!
-//! A connection (`conn`) is served by hyper: HTTP/1.0 and 1.1 with keep-alive and
-//! pipelining, HTTP/2 by ALPN on HTTPS or by prior knowledge (h2c) on HTTP. Every byte an
+//! A connection (`conn`) is served by hyper (HTTP/1.0 and 1.1 with keep-alive and
+//! pipelining) or by our HTTP/2 server (`h2`: by ALPN on HTTPS or by prior knowledge,
+//! h2c, on HTTP). Every byte an
 //! HTTP/1 client sends first passes a framing check (`framing`, `io`) that refuses
 //! request-smuggling shapes with 400 before hyper, let alone a backend, sees them; the
 //! same wrapper enforces the header-read and idle timeouts. Each request (`service`) is
@@ -23,6 +24,7 @@ mod conn;
 mod forward;
 mod framing;
 mod h1client;
+mod h2;
 mod headers;
 mod idle;
 mod io;
@@ -37,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 
 pub use client::Dial;
 pub use conn::serve;
@@ -89,7 +91,6 @@ pub struct HttpLive {
     /// Dialling and pooling of backend connections.
     pub dial: Dial,
     h1: hyper::server::conn::http1::Builder,
-    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
 impl HttpLive {
@@ -111,9 +112,6 @@ impl HttpLive {
         if limits.max_header + HYPER_MIN_BUF > 400 * 1024 {
             h1.max_buf_size((limits.max_header + HYPER_MIN_BUF).max(HYPER_MIN_BUF));
         }
-        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header).unwrap_or(u32::MAX));
         HttpLive {
             limits,
             dial: Dial {
@@ -122,7 +120,6 @@ impl HttpLive {
                 generation,
             },
             h1,
-            h2,
         }
     }
 }

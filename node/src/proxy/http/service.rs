@@ -8,10 +8,9 @@ use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::access::{text, Record};
-use super::body::{BodyStatus, Finish, ResponseBody};
+use super::body::{BodyStatus, ClientBody, Finish, ResponseBody};
 use super::forward;
 use super::headers::{self, X_REQUEST_ID};
 use super::io::ConnShared;
@@ -75,7 +74,7 @@ fn host_value<B>(req: &Request<B>) -> HeaderValue {
 /// hyper's service function.
 pub async fn handle(
     conn: Arc<ConnCtx>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let in_flight = conn.shared.begin();
     let snapshot = conn.ctx.cell.load();
@@ -134,7 +133,7 @@ pub fn fail(record: &mut Record, status: StatusCode, why: String) -> Reply {
 async fn dispatch(
     conn: &ConnCtx,
     snapshot: &Arc<Snapshot>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     request_id: &HeaderValue,
     record: &mut Record,
 ) -> Reply {
