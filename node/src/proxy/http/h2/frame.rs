@@ -126,7 +126,7 @@ impl Head {
         })
     }
 
-    fn write(self, out: &mut BytesMut) {
+    pub(crate) fn write(self, out: &mut BytesMut) {
         let len = self.len.to_be_bytes();
         out.put_slice(&len[1..]);
         out.put_u8(self.kind);

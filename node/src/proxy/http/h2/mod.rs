@@ -19,6 +19,8 @@ pub(crate) mod frame;
 pub(crate) mod hpack;
 pub(crate) mod recv;
 pub(crate) mod server;
+#[cfg(test)]
+mod tests;
 
 pub use recv::RecvBody;
 
