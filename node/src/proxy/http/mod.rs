@@ -24,7 +24,7 @@ mod conn;
 mod forward;
 mod framing;
 mod h1client;
-mod h2;
+pub mod h2;
 mod headers;
 mod idle;
 mod io;

@@ -24,6 +24,64 @@ mod tests;
 
 pub use recv::RecvBody;
 
+/// Runs what reads a client's bytes (the frame parser, then the header-block decoder
+/// over each complete HEADERS/CONTINUATION block, as a request or as trailers) over
+/// `data` as it would arrive after the preface, delivered in two reads split at `split`.
+/// Returns one line per frame or block and ends at the first connection error. For
+/// fuzzing: the result must not depend on where the bytes were split.
+pub fn decode_client_bytes(data: &[u8], split: usize) -> Vec<String> {
+    let split = split.min(data.len());
+    let mut out = Vec::new();
+    let mut buf = bytes::BytesMut::new();
+    let mut decoder = hpack::Decoder::new(16 << 10);
+    let mut block: Option<(u32, bytes::BytesMut)> = None;
+    let mut opened = std::collections::HashSet::new();
+    for piece in [&data[..split], &data[split..]] {
+        buf.extend_from_slice(piece);
+        loop {
+            let f = match frame::parse(&mut buf, frame::DEFAULT_MAX_FRAME) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(format!("error {e}"));
+                    return out;
+                }
+            };
+            let (stream, fragment, end) = match &f {
+                frame::Frame::Headers {
+                    stream,
+                    block,
+                    end_headers,
+                    ..
+                } => (*stream, block.clone(), *end_headers),
+                frame::Frame::Continuation {
+                    stream,
+                    block,
+                    end_headers,
+                } => (*stream, block.clone(), *end_headers),
+                other => {
+                    out.push(format!("{other:?}"));
+                    continue;
+                }
+            };
+            let whole = block.get_or_insert_with(|| (stream, bytes::BytesMut::new()));
+            whole.1.extend_from_slice(&fragment);
+            if !end {
+                continue;
+            }
+            let Some((stream, whole)) = block.take() else {
+                continue;
+            };
+            if opened.insert(stream) {
+                out.push(format!("request {stream} {:?}", decoder.request(&whole)));
+            } else {
+                out.push(format!("trailers {stream} {:?}", decoder.trailers(&whole)));
+            }
+        }
+    }
+    out
+}
+
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};

@@ -452,3 +452,40 @@ async fn a_stopped_listener_sends_goaway_and_closes_when_idle() {
         .expect("server ends");
     assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
 }
+
+#[test]
+fn decoding_does_not_depend_on_how_the_bytes_are_split() {
+    let mut b = BytesMut::new();
+    get(&mut b, 1);
+    let head = block("POST", "/up", &[("content-length", "5")]);
+    raw(&mut b, kind::HEADERS, 0, 3, &head[..10]);
+    raw(
+        &mut b,
+        kind::CONTINUATION,
+        flag::END_HEADERS,
+        3,
+        &head[10..],
+    );
+    raw(&mut b, kind::DATA, flag::PADDED, 3, b"\x02hello\x00\x00");
+    let mut trailers = Vec::new();
+    literal(&mut trailers, "grpc-status", "0");
+    raw(
+        &mut b,
+        kind::HEADERS,
+        flag::END_HEADERS | flag::END_STREAM,
+        3,
+        &trailers,
+    );
+    let whole = super::decode_client_bytes(&b, b.len());
+    assert_eq!(whole.len(), 4, "{whole:?}");
+    assert!(whole[0].starts_with("request 1 Ok"), "{}", whole[0]);
+    assert!(whole[1].starts_with("request 3 Ok"), "{}", whole[1]);
+    assert!(whole[3].starts_with("trailers 3 Ok"), "{}", whole[3]);
+    for split in 0..b.len() {
+        assert_eq!(
+            super::decode_client_bytes(&b, split),
+            whole,
+            "split at {split}"
+        );
+    }
+}
