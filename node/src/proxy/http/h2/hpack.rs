@@ -8,6 +8,8 @@
 //! fields beyond `:status`, content-type and content-length, and the saving a dynamic
 //! table would bring is smaller than its bookkeeping per response.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri};
@@ -53,16 +55,27 @@ impl std::fmt::Debug for Decoder {
 /// What a header block held, before it is read as a request or as trailers.
 #[derive(Default)]
 struct Fields {
-    method: Option<Bytes>,
-    scheme: Option<Bytes>,
+    method: Option<Method>,
+    scheme: Option<http::uri::Scheme>,
     authority: Option<Bytes>,
     path: Option<Bytes>,
+    /// A pseudo-header was present (trailers may have none).
+    pseudo: bool,
     headers: HeaderMap,
     cookies: Vec<Bytes>,
     /// Size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (name + value + 32 per field).
     size: usize,
     error: Option<BlockError>,
     regular_seen: bool,
+}
+
+/// A decoded value as `Bytes`: Huffman-decoded and literal values arrive owned and are
+/// taken as they are; values from the tables are copied.
+fn owned(v: Cow<'_, [u8]>) -> Bytes {
+    match v {
+        Cow::Owned(v) => Bytes::from(v),
+        Cow::Borrowed(b) => Bytes::copy_from_slice(b),
+    }
 }
 
 impl Fields {
@@ -72,7 +85,7 @@ impl Fields {
         }
     }
 
-    fn field(&mut self, name: &[u8], value: &[u8], max_list: usize) {
+    fn field(&mut self, name: &[u8], value: Cow<'_, [u8]>, max_list: usize) {
         self.size += name.len() + value.len() + 32;
         if self.size > max_list {
             self.fail(BlockError::TooLarge);
@@ -84,17 +97,27 @@ impl Fields {
             if self.regular_seen {
                 return self.fail(BlockError::Malformed("pseudo-header after a regular one"));
             }
-            let slot = match pseudo {
-                b"method" => &mut self.method,
-                b"scheme" => &mut self.scheme,
-                b"authority" => &mut self.authority,
-                b"path" => &mut self.path,
+            self.pseudo = true;
+            let repeated = match pseudo {
+                b"method" => {
+                    let Ok(m) = Method::from_bytes(&value) else {
+                        return self.fail(BlockError::Malformed("invalid :method"));
+                    };
+                    self.method.replace(m).is_some()
+                }
+                b"scheme" => {
+                    let Ok(s) = http::uri::Scheme::try_from(&value[..]) else {
+                        return self.fail(BlockError::Malformed("invalid :scheme"));
+                    };
+                    self.scheme.replace(s).is_some()
+                }
+                b"authority" => self.authority.replace(owned(value)).is_some(),
+                b"path" => self.path.replace(owned(value)).is_some(),
                 _ => return self.fail(BlockError::Malformed("unknown pseudo-header")),
             };
-            if slot.is_some() {
-                return self.fail(BlockError::Malformed("repeated pseudo-header"));
+            if repeated {
+                self.fail(BlockError::Malformed("repeated pseudo-header"));
             }
-            *slot = Some(Bytes::copy_from_slice(value));
             return;
         }
         self.regular_seen = true;
@@ -104,7 +127,7 @@ impl Fields {
         let Ok(name) = HeaderName::from_bytes(name) else {
             return self.fail(BlockError::Malformed("invalid header name"));
         };
-        let Ok(value) = HeaderValue::from_bytes(value) else {
+        let Ok(value) = HeaderValue::from_maybe_shared(owned(value)) else {
             return self.fail(BlockError::Malformed("invalid header value"));
         };
         use http::header;
@@ -167,7 +190,7 @@ impl Decoder {
         // The whole block is decoded even after a problem is found: the dynamic table
         // must see every field, or the next block would be read wrong.
         self.inner
-            .decode_with_cb(block, |n, v| f.field(&n, &v, max))
+            .decode_with_cb(block, |n, v| f.field(&n, v, max))
             .map_err(|_| BlockError::Compression)?;
         Ok(f)
     }
@@ -179,11 +202,7 @@ impl Decoder {
         if let Some(e) = f.error {
             return Err(e);
         }
-        let method = f
-            .method
-            .as_deref()
-            .and_then(|m| Method::from_bytes(m).ok())
-            .ok_or(BlockError::Malformed("missing or invalid :method"))?;
+        let method = f.method.ok_or(BlockError::Malformed("missing :method"))?;
         let mut parts = http::uri::Parts::default();
         if method == Method::CONNECT {
             // RFC 9113 section 8.5: only :authority.
@@ -204,10 +223,7 @@ impl Decoder {
                     .map_err(|_| BlockError::Malformed("invalid :path"))?,
             );
             if f.authority.is_some() {
-                parts.scheme = Some(
-                    http::uri::Scheme::try_from(scheme.as_ref())
-                        .map_err(|_| BlockError::Malformed("invalid :scheme"))?,
-                );
+                parts.scheme = Some(scheme);
             }
         }
         if let Some(a) = f.authority {
@@ -254,7 +270,7 @@ impl Decoder {
         if let Some(e) = f.error {
             return Err(e);
         }
-        if f.method.is_some() || f.scheme.is_some() || f.authority.is_some() || f.path.is_some() {
+        if f.pseudo {
             return Err(BlockError::Malformed("pseudo-header in trailers"));
         }
         Ok(f.headers)
