@@ -133,3 +133,180 @@ async fn a_slow_h2_reader_holds_the_backend_back_instead_of_filling_memory() -> 
     })
     .await
 }
+
+/// A client that writes HTTP/2 frames by hand, for what hyper's client will not send.
+struct RawH2 {
+    s: TcpStream,
+    buf: Vec<u8>,
+    hpack: loona_hpack::Decoder<'static>,
+}
+
+/// A frame as read: (type, flags, stream, payload).
+type RawFrame = (u8, u8, u32, Vec<u8>);
+
+impl RawH2 {
+    async fn connect(addr: SocketAddr) -> anyhow::Result<RawH2> {
+        let mut s = TcpStream::connect(addr).await?;
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend_from_slice(&frame(0x4, 0, 0, &[]));
+        s.write_all(&hello).await?;
+        Ok(RawH2 {
+            s,
+            buf: Vec::new(),
+            hpack: loona_hpack::Decoder::new(),
+        })
+    }
+
+    async fn read(&mut self) -> anyhow::Result<RawFrame> {
+        loop {
+            if self.buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
+                if self.buf.len() >= 9 + len {
+                    let f: Vec<u8> = self.buf.drain(..9 + len).collect();
+                    let stream = u32::from_be_bytes([f[5], f[6], f[7], f[8]]) & 0x7fff_ffff;
+                    return Ok((f[3], f[4], stream, f[9..].to_vec()));
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            let n =
+                tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut chunk)).await??;
+            anyhow::ensure!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next HEADERS or RST_STREAM on `stream` (other frames are skipped, header
+    /// blocks of other streams still decoded): `Ok(status)` or `Err(reset code)`.
+    async fn answer(&mut self, stream: u32) -> anyhow::Result<Result<u16, u32>> {
+        loop {
+            let (kind, _, id, payload) = self.read().await?;
+            if kind == 0x1 {
+                let fields = self
+                    .hpack
+                    .decode(&payload)
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                if id == stream {
+                    let status = fields
+                        .iter()
+                        .find(|(n, _)| n == b":status")
+                        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+                        .ok_or_else(|| anyhow::anyhow!("no :status"))?;
+                    return Ok(Ok(status));
+                }
+            }
+            if kind == 0x3 && id == stream {
+                return Ok(Err(u32::from_be_bytes(payload[..4].try_into()?)));
+            }
+        }
+    }
+
+    /// The body of `stream` up to END_STREAM.
+    async fn body(&mut self, stream: u32) -> anyhow::Result<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            let (kind, flags, id, payload) = self.read().await?;
+            if kind == 0x0 && id == stream {
+                body.extend_from_slice(&payload);
+                if flags & 0x1 != 0 {
+                    return Ok(body);
+                }
+            }
+        }
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A header block of literal fields (new names, no Huffman, lengths < 127).
+fn block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (n, v) in fields {
+        b.push(0x00);
+        b.push(n.len() as u8);
+        b.extend_from_slice(n.as_bytes());
+        b.push(v.len() as u8);
+        b.extend_from_slice(v.as_bytes());
+    }
+    b
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_answered_when_the_body_is_wanted() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("h2expect").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("h2expect", &[b.addr]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let mut c = RawH2::connect(addr).await?;
+        let head = block(&[
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "x"),
+            (":path", "/echo"),
+            ("content-length", "5"),
+            ("expect", "100-continue"),
+        ]);
+        c.s.write_all(&frame(0x1, 0x4, 1, &head)).await?;
+        // No body byte was sent: the 100 is what lets the client go on.
+        assert_eq!(c.answer(1).await?, Ok(100));
+        c.s.write_all(&frame(0x0, 0x1, 1, b"hello")).await?;
+        assert_eq!(c.answer(1).await?, Ok(200));
+        assert_eq!(c.body(1).await?, b"hello");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn malformed_h2_requests_are_reset_and_never_reach_the_backend() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("h2strict").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("h2strict", &[b.addr]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let mut c = RawH2::connect(addr).await?;
+        let base = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "x"),
+            (":path", "/"),
+        ];
+        let bad: [(&str, &str); 4] = [
+            ("X-Upper", "1"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+            ("te", "gzip"),
+        ];
+        for (i, extra) in bad.iter().enumerate() {
+            let mut fields = base.to_vec();
+            fields.push(*extra);
+            let id = 1 + 2 * i as u32;
+            c.s.write_all(&frame(0x1, 0x5, id, &block(&fields))).await?;
+            assert_eq!(
+                c.answer(id).await?,
+                Err(1),
+                "{extra:?} not reset with PROTOCOL_ERROR"
+            );
+        }
+        // A body longer than its content-length: reset before the handler runs (the
+        // DATA arrives with the HEADERS).
+        let mut fields = base.to_vec();
+        fields.push(("content-length", "3"));
+        let mut both = frame(0x1, 0x4, 9, &block(&fields));
+        both.extend_from_slice(&frame(0x0, 0x1, 9, b"smuggled"));
+        c.s.write_all(&both).await?;
+        assert_eq!(c.answer(9).await?, Err(1));
+        // The connection goes on, and only this request reaches the backend.
+        c.s.write_all(&frame(0x1, 0x5, 11, &block(&base))).await?;
+        assert_eq!(c.answer(11).await?, Ok(200));
+        assert_eq!(b.hits(), 1, "a malformed request reached the backend");
+        Ok(())
+    })
+    .await
+}

@@ -25,6 +25,8 @@ pub(crate) struct RequestHead {
     pub headers: HeaderMap,
     /// The declared `content-length`, checked against the DATA that follows.
     pub content_length: Option<u64>,
+    /// `expect: 100-continue`: the client waits for a 100 before it sends the body.
+    pub expect_continue: bool,
 }
 
 /// Why a header block was not accepted.
@@ -255,11 +257,16 @@ impl Decoder {
                 )
             }
         };
+        let expect_continue = f
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         Ok(RequestHead {
             method,
             uri,
             headers: f.headers,
             content_length,
+            expect_continue,
         })
     }
 

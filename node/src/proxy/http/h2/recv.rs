@@ -40,6 +40,9 @@ pub(crate) struct Credit {
     pub bytes: u32,
     /// The body was dropped: nothing more will be taken from this stream.
     pub gone: bool,
+    /// The handler wants the body the client holds back for `expect: 100-continue`:
+    /// send it a 100.
+    pub proceed: bool,
 }
 
 impl Credits {
@@ -133,6 +136,8 @@ pub struct RecvBody {
     credits: Arc<Credits>,
     /// The declared content-length, for `size_hint`.
     length: Option<u64>,
+    /// The client waits for a 100 (Continue) before it sends the body.
+    expect_continue: bool,
     done: bool,
 }
 
@@ -142,12 +147,14 @@ impl RecvBody {
         shared: Arc<Shared>,
         credits: Arc<Credits>,
         length: Option<u64>,
+        expect_continue: bool,
     ) -> Self {
         RecvBody {
             stream,
             shared,
             credits,
             length,
+            expect_continue,
             done: false,
         }
     }
@@ -167,10 +174,12 @@ impl Body for RecvBody {
         let mut s = lock(&self.shared.state);
         if let Some(chunk) = s.chunks.pop_front() {
             drop(s);
+            self.expect_continue = false;
             self.credits.push(Credit {
                 stream: self.stream,
                 bytes: chunk.len() as u32,
                 gone: false,
+                proceed: false,
             });
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
@@ -190,6 +199,17 @@ impl Body for RecvBody {
             return Poll::Ready(None);
         }
         s.waker = Some(cx.waker().clone());
+        drop(s);
+        if std::mem::take(&mut self.expect_continue) {
+            // Like hyper: the 100 goes out when the body is first wanted, so a request
+            // answered without its body (401, 413, a redirect) never asks for it.
+            self.credits.push(Credit {
+                stream: self.stream,
+                bytes: 0,
+                gone: false,
+                proceed: true,
+            });
+        }
         Poll::Pending
     }
 
@@ -221,6 +241,7 @@ impl Drop for RecvBody {
             stream: self.stream,
             bytes: left as u32,
             gone: true,
+            proceed: false,
         });
     }
 }
@@ -234,7 +255,7 @@ mod tests {
     async fn chunks_trailers_and_credits_reach_their_sides() {
         let shared = Arc::new(Shared::default());
         let credits = Arc::new(Credits::default());
-        let mut body = RecvBody::new(3, shared.clone(), credits.clone(), None);
+        let mut body = RecvBody::new(3, shared.clone(), credits.clone(), None, false);
         shared.push(Bytes::from_static(b"abc"), false);
         shared.push(Bytes::from_static(b"de"), false);
         let mut t = HeaderMap::new();
@@ -256,7 +277,8 @@ mod tests {
             Some(Credit {
                 stream: 3,
                 bytes: 0,
-                gone: true
+                gone: true,
+                proceed: false
             })
         );
     }
@@ -265,7 +287,7 @@ mod tests {
     async fn a_reset_ends_the_body_in_error_and_unread_bytes_are_handed_back() {
         let shared = Arc::new(Shared::default());
         let credits = Arc::new(Credits::default());
-        let mut body = RecvBody::new(5, shared.clone(), credits.clone(), Some(10));
+        let mut body = RecvBody::new(5, shared.clone(), credits.clone(), Some(10), true);
         let waiter = tokio::spawn(async move {
             let r = body.frame().await;
             (body, r.map(|r| r.is_err()))
@@ -275,9 +297,18 @@ mod tests {
         let (body, errored) = waiter.await.expect("task");
         assert_eq!(errored, Some(true));
         drop(body);
+        // The body was wanted before anything arrived: the client is told to go on.
+        let mut c = Vec::new();
+        credits.drain(&mut c);
+        assert!(c.contains(&Credit {
+            stream: 5,
+            bytes: 0,
+            gone: false,
+            proceed: true
+        }));
 
         let shared = Arc::new(Shared::default());
-        let body = RecvBody::new(7, shared.clone(), credits.clone(), None);
+        let body = RecvBody::new(7, shared.clone(), credits.clone(), None, false);
         shared.push(Bytes::from_static(b"unread"), false);
         drop(body);
         let mut c = Vec::new();
@@ -285,7 +316,8 @@ mod tests {
         assert!(c.contains(&Credit {
             stream: 7,
             bytes: 6,
-            gone: true
+            gone: true,
+            proceed: false
         }));
     }
 }

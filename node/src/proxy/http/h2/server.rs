@@ -775,6 +775,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
                 shared.clone(),
                 self.credits.clone(),
                 head.content_length,
+                head.expect_continue,
             );
             (Some(shared), ClientBody::H2(body))
         };
@@ -851,6 +852,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
         for c in taken.drain(..) {
             self.conn_unacked += c.bytes;
             if let Some(s) = self.streams.get_mut(&c.stream) {
+                if c.proceed && matches!(s.send, Sending::Handling) {
+                    self.scratch.clear();
+                    hpack::response(
+                        &mut self.scratch,
+                        StatusCode::CONTINUE,
+                        &http::HeaderMap::new(),
+                    );
+                    frame::headers(
+                        &mut self.wbuf,
+                        c.stream,
+                        &self.scratch,
+                        false,
+                        self.peer_max_frame,
+                    );
+                }
                 s.recv_unacked += c.bytes;
                 if c.gone {
                     s.body_gone = true;
