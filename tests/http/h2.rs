@@ -310,3 +310,46 @@ async fn malformed_h2_requests_are_reset_and_never_reach_the_backend() -> anyhow
     })
     .await
 }
+
+#[tokio::test]
+async fn a_response_of_many_tiny_chunks_read_at_once_arrives_whole() -> anyhow::Result<()> {
+    bounded(async {
+        // A backend whose chunked response is 20,000 one-byte chunks in one write: the
+        // proxy has them all at once, as many body frames ready in a row.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let backend = l.local_addr()?;
+        let server = tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let mut resp =
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                            .to_vec();
+                    for i in 0..20_000u32 {
+                        resp.extend_from_slice(format!("1\r\n{}\r\n", i % 10).as_bytes());
+                    }
+                    resp.extend_from_slice(b"0\r\n\r\n");
+                    let _ = s.write_all(&resp).await;
+                });
+            }
+        });
+        let mut lb = start().await?;
+        let pool = lb.pool("tiny", &[backend]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let (status, body) = send(small_window_client(addr).await?, "GET", "/", Bytes::new()).await?;
+        server.abort();
+        assert_eq!(status, 200);
+        let want: Vec<u8> = (0..20_000u32).map(|i| b'0' + (i % 10) as u8).collect();
+        assert_eq!(body.len(), want.len());
+        assert!(body[..] == want[..], "chunks lost or reordered");
+        Ok(())
+    })
+    .await
+}

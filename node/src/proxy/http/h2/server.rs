@@ -89,6 +89,8 @@ impl Cancel {
 type Answer = Result<Response<ResponseBody>, std::convert::Infallible>;
 /// One request's handler.
 type Handling = Pin<Box<dyn Future<Output = Answer> + Send>>;
+/// What polling a response body gave.
+type Polled = Option<Result<BodyFrame<Bytes>, BoxError>>;
 
 /// What a stream is waiting for, as a future the connection polls.
 struct Work {
@@ -914,10 +916,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
                     self.finish(id);
                     drop(body);
                 } else {
-                    self.pump(id, Box::new(body), cx);
+                    self.pump(id, Box::new(body), None, cx);
                 }
             }
-            Done::Frame(body, frame) => self.on_body_frame(id, body, frame, cx),
+            Done::Frame(body, frame) => self.pump(id, body, Some(frame), cx),
         }
     }
 
@@ -928,15 +930,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
         self.maybe_close(id);
     }
 
-    /// Polls a response body for as long as it has frames ready and the stream window.
-    fn pump(&mut self, id: u32, mut body: Box<ResponseBody>, cx: &mut Context<'_>) {
-        if self.wbuf.len() >= HIGH_WATER {
-            return self.wait_body(id, body);
+    /// Polls a response body for as long as it has frames ready, the windows have room
+    /// and output is not backed up; `next` is a frame already polled. A loop, not
+    /// recursion: a backend's many small chunks read in one go are as many frames ready
+    /// at once. Such a run of data frames goes out as one DATA frame (up to the frame
+    /// size): a client may take a flood of tiny frames for an attack (the `h2` crate
+    /// closes the connection with "too_many_data_frames").
+    fn pump(
+        &mut self,
+        id: u32,
+        mut body: Box<ResponseBody>,
+        mut next: Option<Polled>,
+        cx: &mut Context<'_>,
+    ) {
+        loop {
+            let frame = match next.take() {
+                Some(f) => f,
+                None => {
+                    if self.wbuf.len() >= HIGH_WATER {
+                        return self.wait_body(id, body);
+                    }
+                    match Pin::new(&mut *body).poll_frame(cx) {
+                        Poll::Pending => return self.wait_body(id, body),
+                        Poll::Ready(frame) => frame,
+                    }
+                }
+            };
+            // Whether a data frame is the body's last: known when the frame after it was
+            // polled already (trailers follow, or the end), else asked of the body.
+            let (frame, last) = match frame {
+                Some(Ok(f)) if f.is_data() => {
+                    let first = f.into_data().unwrap_or_default();
+                    let (data, after) = self.gather(&mut body, first, cx);
+                    let last = match &after {
+                        None => None,
+                        Some(None) => Some(true),
+                        Some(Some(_)) => Some(false),
+                    };
+                    next = after.filter(Option::is_some);
+                    (Some(Ok(BodyFrame::data(data))), last)
+                }
+                other => (other, None),
+            };
+            match self.on_body_frame(id, body, frame, last) {
+                Some(more) => body = more,
+                None => return,
+            }
         }
-        match Pin::new(&mut *body).poll_frame(cx) {
-            Poll::Pending => self.wait_body(id, body),
-            Poll::Ready(frame) => self.on_body_frame(id, body, frame, cx),
+    }
+
+    /// `first` and the data frames the body has ready right after it, joined up to one
+    /// frame's size; also the first frame polled that was not joined, if any.
+    fn gather(
+        &self,
+        body: &mut ResponseBody,
+        first: Bytes,
+        cx: &mut Context<'_>,
+    ) -> (Bytes, Option<Polled>) {
+        let max = self.peer_max_frame.min(frame::DEFAULT_MAX_FRAME) as usize;
+        if first.len() >= max {
+            return (first, None);
         }
+        let mut joined: Option<BytesMut> = None;
+        let mut len = first.len();
+        let mut after = None;
+        while len < max {
+            match Pin::new(&mut *body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) if f.is_data() => {
+                    let more = f.into_data().unwrap_or_default();
+                    len += more.len();
+                    joined
+                        .get_or_insert_with(|| BytesMut::from(&first[..]))
+                        .extend_from_slice(&more);
+                }
+                Poll::Ready(other) => {
+                    after = Some(other);
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        (joined.map_or(first, BytesMut::freeze), after)
     }
 
     fn wait_body(&mut self, id: u32, body: Box<ResponseBody>) {
@@ -951,37 +1025,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
         });
     }
 
+    /// Sends one frame of a response body (`last`: whether a data frame is the body's
+    /// last, if known); returns the body when it is to be polled on.
     fn on_body_frame(
         &mut self,
         id: u32,
         body: Box<ResponseBody>,
-        frame: Option<Result<BodyFrame<Bytes>, BoxError>>,
-        cx: &mut Context<'_>,
-    ) {
+        frame: Polled,
+        last: Option<bool>,
+    ) -> Option<Box<ResponseBody>> {
         match frame {
             None => {
                 frame::data(&mut self.wbuf, id, &[], true);
                 drop(body);
                 self.finish(id);
+                None
             }
             Some(Err(e)) => {
                 tracing::debug!(client = %self.conn.peer, stream = id, error = %e, "HTTP/2 response body failed");
                 drop(body);
                 self.reset(id, Reason::INTERNAL_ERROR);
+                None
             }
             Some(Ok(f)) => match f.into_data() {
                 Ok(data) => {
-                    let end = body.is_end_stream();
-                    if let Some(s) = self.streams.get_mut(&id) {
-                        s.send = Sending::Blocked {
-                            body: Some(body),
-                            pending: data,
-                            end,
-                        };
-                    }
-                    if let Some(body) = self.send_pending(id) {
-                        self.pump(id, body, cx);
-                    }
+                    let end = last.unwrap_or_else(|| body.is_end_stream());
+                    let s = self.streams.get_mut(&id)?;
+                    s.send = Sending::Blocked {
+                        body: Some(body),
+                        pending: data,
+                        end,
+                    };
+                    self.send_pending(id)
                 }
                 Err(f) => match f.into_trailers() {
                     Ok(t) => {
@@ -996,9 +1071,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
                         );
                         drop(body);
                         self.finish(id);
+                        None
                     }
                     // Neither data nor trailers: nothing to send.
-                    Err(_) => self.pump(id, body, cx),
+                    Err(_) => Some(body),
                 },
             },
         }
