@@ -1153,6 +1153,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Server<S> {
         Poll::Ready(Ok(()))
     }
 
+    /// A connection with nothing in flight gives its buffers back: idle HTTP/2
+    /// connections (a gRPC client's, say) can be many, and the next request after a
+    /// pause allocates them again at a cost far below a system call.
+    fn shed(&mut self) {
+        if !self.streams.is_empty() || !self.rbuf.is_empty() || !self.wbuf.is_empty() {
+            return;
+        }
+        self.rbuf = BytesMut::new();
+        self.wbuf = BytesMut::new();
+        self.scratch = BytesMut::new();
+        if self.streams.capacity() > 16 {
+            self.streams = HashMap::with_hasher(FixedState::with_seed(0));
+        }
+        self.credit_buf = Vec::new();
+    }
+
     /// Nothing is open and nothing more will be: the connection can close.
     fn finished(&self) -> bool {
         self.failed.is_some() || ((self.going_away || self.peer_done) && self.streams.is_empty())
@@ -1223,6 +1239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Server<S> {
                 });
             }
             if !again {
+                this.shed();
                 return Poll::Pending;
             }
         }
