@@ -67,15 +67,6 @@ async fn cookie_persistence_pins_then_moves_when_disabled() -> anyhow::Result<()
     .await
 }
 
-fn rss_kib(pid: i32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
-    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
-}
-
 #[tokio::test]
 async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
     bounded(async {

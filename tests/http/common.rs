@@ -204,3 +204,13 @@ pub fn forward(pool: &str) -> Action {
         pool_id: pool.into(),
     })
 }
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: i32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
+    Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}

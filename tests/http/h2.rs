@@ -77,15 +77,6 @@ async fn uploads_and_downloads_stream_concurrently_on_one_connection() -> anyhow
     .await
 }
 
-fn rss_kib(pid: i32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))
-}
-
 #[tokio::test]
 async fn a_slow_h2_reader_holds_the_backend_back_instead_of_filling_memory() -> anyhow::Result<()> {
     bounded(async {
