@@ -344,3 +344,63 @@ async fn a_response_of_many_tiny_chunks_read_at_once_arrives_whole() -> anyhow::
     })
     .await
 }
+
+#[tokio::test]
+async fn a_stream_the_client_resets_mid_download_ends_there_and_the_connection_goes_on(
+) -> anyhow::Result<()> {
+    bounded(async {
+        let logs = tempfile::tempdir()?;
+        let path = logs.path().join("access.log");
+        let b = HttpBackend::start("h2reset").await?;
+        let mut lb =
+            start_with(&format!("[logging]\naccess_log = \"{}\"\n", path.display())).await?;
+        let pool = lb.pool("h2reset", &[b.addr]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let mut tx = small_window_client(addr).await?;
+        let req = http::Request::builder()
+            .uri("http://h2.example.com/big/1073741824")
+            .version(http::Version::HTTP_2)
+            .body(Full::new(Bytes::new()))?;
+        let mut body = tx.send_request(req).await?.into_body();
+        let mut got = 0usize;
+        while got < 1 << 20 {
+            match body.frame().await {
+                Some(f) => got += f?.data_ref().map_or(0, |d| d.len()),
+                None => anyhow::bail!("the download ended early"),
+            }
+        }
+        // Dropping the body resets the stream (RST_STREAM CANCEL): the proxy lets go of
+        // the backend's response there, and says so in the request's log line.
+        drop(body);
+        let read = || -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        };
+        eventually("the reset request's log line", || {
+            let lines = read();
+            async move { Ok(lines.iter().any(|l| l["path"] == "/big/1073741824")) }
+        })
+        .await?;
+        let line = read()
+            .into_iter()
+            .find(|l| l["path"] == "/big/1073741824")
+            .expect("line");
+        let out = line["bytes_out"].as_u64().unwrap_or(u64::MAX);
+        assert!(out < 64 << 20, "{out} bytes sent after the client left");
+        assert!(
+            line["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("client went away"),
+            "{line}"
+        );
+        // The connection itself goes on.
+        let (status, small) = send(tx, "GET", "/", Bytes::new()).await?;
+        assert_eq!((status, &small[..]), (200, &b"h2reset"[..]));
+        Ok(())
+    })
+    .await
+}
