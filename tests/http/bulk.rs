@@ -129,3 +129,60 @@ async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("drained").await?;
+        let mut lb = start().await?;
+        let pool = lb.pool("drained", &[b.addr]).await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(b"GET /big/1073741824 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await?;
+        // A slow reader: the backend is fast, so every time the proxy asks the body for
+        // more it has some (the body is never waiting when the deadline passes).
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0usize;
+        while total < 1 << 20 {
+            total += tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await??;
+        }
+        let id = lb
+            .api
+            .backend
+            .list_backends(pb::ListBackendsRequest {
+                pool_id: pool.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .backends
+            .first()
+            .map(|x| x.id.clone())
+            .ok_or_else(|| anyhow::anyhow!("no backend"))?;
+        lb.api
+            .backend
+            .drain_backend(pb::DrainBackendRequest {
+                backend_id: id,
+                timeout_seconds: Some(1),
+                revision: None,
+            })
+            .await?;
+        let started = Instant::now();
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await??;
+            if n == 0 {
+                break;
+            }
+            total += n;
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(8),
+                "the download went on long past the drain deadline ({total} bytes)"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(total < 1 << 30, "the whole body arrived: {total} bytes");
+        Ok(())
+    })
+    .await
+}

@@ -27,6 +27,9 @@ use super::BoxError;
 use crate::proxy::ProxyContext;
 use crate::state::BackendState;
 
+/// A response body that is always ready checks for a cut-off every this many frames.
+const CUT_CHECK_EVERY: u32 = 16;
+
 /// Any body the proxy sends.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -229,6 +232,8 @@ pub struct ResponseBody {
     /// backend: a body that is ready whenever it is polled (the common small response)
     /// only checks the tokens, which costs neither an allocation nor a waiter registration.
     waits: Vec<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Polls since the cancellation tokens were last asked.
+    ready_polls: u32,
 }
 
 impl ResponseBody {
@@ -248,10 +253,19 @@ impl ResponseBody {
             ctx,
             cut,
             waits: Vec::new(),
+            ready_polls: 0,
         }
     }
 
-    fn cut_off(&self) -> bool {
+    /// Whether the body must stop now. A `CancellationToken` answers under a lock (the
+    /// node's shutdown token is one lock for every request of every worker), so a body
+    /// that keeps being ready asks every [`CUT_CHECK_EVERY`] frames; one that waits for
+    /// its backend is woken by the tokens themselves (`poll_cut`).
+    fn cut_off(&mut self) -> bool {
+        self.ready_polls = self.ready_polls.wrapping_add(1);
+        if !self.ready_polls.is_multiple_of(CUT_CHECK_EVERY) {
+            return false;
+        }
         self.ctx.shutdown.is_cancelled() || self.cut.as_ref().is_some_and(|c| c.is_cancelled())
     }
 
