@@ -135,7 +135,9 @@ async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyh
     bounded(async {
         let b = HttpBackend::start("drained").await?;
         let mut lb = start().await?;
-        let pool = lb.pool("drained", &[b.addr]).await?;
+        let (pool, ids) = lb
+            .pool_with(fixtures::pool("", "drained"), &[(b.addr, &[])])
+            .await?;
         let (_, addr) = lb.http_listener(Some(&pool)).await?;
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(b"GET /big/1073741824 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -147,23 +149,10 @@ async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyh
         while total < 1 << 20 {
             total += tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await??;
         }
-        let id = lb
-            .api
-            .backend
-            .list_backends(pb::ListBackendsRequest {
-                pool_id: pool.clone(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .backends
-            .first()
-            .map(|x| x.id.clone())
-            .ok_or_else(|| anyhow::anyhow!("no backend"))?;
         lb.api
             .backend
             .drain_backend(pb::DrainBackendRequest {
-                backend_id: id,
+                backend_id: ids[0].clone(),
                 timeout_seconds: Some(1),
                 revision: None,
             })
