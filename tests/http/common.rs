@@ -214,3 +214,35 @@ pub fn rss_kib(pid: i32) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
 }
+
+/// Reads one HTTP/1 response (head and `content-length` body) from `s`, keeping what
+/// follows it in `rest` (pipelined responses). Returns the head, lower-cased, and the body.
+pub async fn response<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    rest: &mut Vec<u8>,
+) -> anyhow::Result<(String, String)> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&rest[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse())
+                .transpose()?
+                .unwrap_or(0);
+            if rest.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&rest[end + 4..end + 4 + len]).into_owned();
+                rest.drain(..end + 4 + len);
+                return Ok((head, body));
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await??;
+        anyhow::ensure!(
+            n > 0,
+            "connection closed with {:?} unread",
+            String::from_utf8_lossy(rest)
+        );
+        rest.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -68,6 +68,8 @@ async fn smuggling_requests_get_400_and_never_reach_a_backend() -> anyhow::Resul
             ("invalid value byte", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\x00c\r\n\r\n"),
             ("obs-fold", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n"),
             ("space before colon", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc"),
+            ("two Host", b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"),
+            ("no Host", b"GET / HTTP/1.1\r\n\r\n"),
         ];
         for (what, bytes) in cases {
             let text = raw(addr, bytes).await?;
@@ -79,6 +81,16 @@ async fn smuggling_requests_get_400_and_never_reach_a_backend() -> anyhow::Resul
         let text = raw(addr, &pipelined).await?;
         assert!(text.starts_with("HTTP/1.1 200") && text.contains("HTTP/1.1 400"), "{text}");
         assert_eq!(b.hits(), 1, "only the good request reached the backend");
+        // Each refusal is counted by its reason.
+        let m = fiberlb_tests::http::get(lb.node.admin_addr(), "/metrics").await?;
+        for reason in ["several Host headers", "both Content-Length and Transfer-Encoding"] {
+            let n = fiberlb_tests::metrics::sum(
+                &m.body,
+                "fiberlb_http_rejected_requests_total",
+                &format!("reason=\"{reason}\""),
+            );
+            assert!(n >= 1.0, "{reason}: {n}");
+        }
         Ok(())
     })
     .await

@@ -1,6 +1,7 @@
-//! Idle keep-alive connections: the node lets hyper go after a short idle spell and waits
-//! on the bare socket; the next request on the same connection must be served as usual,
-//! over plain HTTP and over TLS, and the idle timeout must still close it.
+//! Idle keep-alive connections: the node lets go of the connection's HTTP/1 server state
+//! (its buffers) after a short idle spell and waits on the bare socket; the next request on
+//! the same connection must be served as usual, over plain HTTP and over TLS, and the idle
+//! timeout must still close it.
 
 use crate::common::*;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -12,26 +13,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> anyhow::Result<String> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map(|v| v.trim().parse())
-                .transpose()?
-                .unwrap_or(0);
-            if got.len() >= end + 4 + len {
-                anyhow::ensure!(head.starts_with("http/1.1 200"), "status line: {head}");
-                return Ok(String::from_utf8_lossy(&got[end + 4..end + 4 + len]).into_owned());
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await??;
-        anyhow::ensure!(n > 0, "connection closed after {} bytes", got.len());
-        got.extend_from_slice(&chunk[..n]);
-    }
+    let (head, body) = response(s, &mut Vec::new()).await?;
+    anyhow::ensure!(head.starts_with("http/1.1 200"), "status line: {head}");
+    Ok(body)
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod access_log;
 mod bulk;
 mod common;
 mod forwarded;
+mod h1;
 mod h2;
 mod hostile;
 mod keepalive;

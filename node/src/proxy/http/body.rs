@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::access::{Record, RequestMetrics};
@@ -61,14 +61,13 @@ pub struct BodyStatus {
     pub client_failed: AtomicBool,
 }
 
-/// A request body as the client connection delivers it: hyper's (HTTP/1) or our HTTP/2
-/// server's.
+/// A request body as the client connection delivers it: our HTTP/1 or HTTP/2 server's.
 pub enum ClientBody {
-    /// From hyper's HTTP/1 server.
-    Hyper(Incoming),
+    /// From our HTTP/1 server.
+    H1(super::h1::RecvBody),
     /// From our HTTP/2 server.
     H2(super::h2::RecvBody),
-    /// No body (an HTTP/2 request that ended with its headers).
+    /// No body.
     Empty,
 }
 
@@ -81,7 +80,7 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ClientBody::Hyper(b) => Pin::new(b)
+            ClientBody::H1(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(Into::into))),
             ClientBody::H2(b) => Pin::new(b)
@@ -93,7 +92,7 @@ impl Body for ClientBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::H1(b) => b.is_end_stream(),
             ClientBody::H2(b) => b.is_end_stream(),
             ClientBody::Empty => true,
         }
@@ -101,7 +100,7 @@ impl Body for ClientBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::H1(b) => b.size_hint(),
             ClientBody::H2(b) => b.size_hint(),
             ClientBody::Empty => SizeHint::with_exact(0),
         }

@@ -1,6 +1,6 @@
 //! Serving one accepted client connection: TLS handshake (HTTPS), protocol choice (ALPN,
-//! or the h2c preface on plain HTTP), then hyper's HTTP/1 or HTTP/2 connection until the
-//! client leaves, a timeout closes it, or the listener/node stops.
+//! or the h2c preface on plain HTTP), then our HTTP/1 or HTTP/2 server until the client
+//! leaves, a timeout closes it, or the listener/node stops.
 //!
 //! Stopping: when the listener closes (configuration change, node drain) the connection is
 //! shut down gracefully (HTTP/1: after the response in progress; HTTP/2: GOAWAY, open
@@ -8,18 +8,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use bytes::BytesMut;
 use http::HeaderValue;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::body::ClientBody;
-use super::io::{ClientIo, ConnShared, Parked, Timeouts};
-use super::service::{self, ConnCtx};
+use super::h1::Outcome;
+use super::io::{ClientIo, ConnShared, Timeouts};
+use super::service::ConnCtx;
 use crate::proxy::context::{HttpConnGuard, LiveProxy, OpenGuard};
 use crate::proxy::tls_termination;
 use crate::proxy::ProxyContext;
@@ -120,26 +118,6 @@ async fn serve_tls(
     .await;
 }
 
-/// Drives a hyper connection until it ends, shutting it down gracefully on `stop`.
-macro_rules! drive {
-    ($conn:expr, $stop:expr, $shutdown:expr) => {{
-        // `$conn` is a `Pin<Box<_>>`: hyper's connection state lives on the heap only
-        // while hyper serves.
-        let mut conn = $conn;
-        tokio::select! {
-            r = conn.as_mut() => r,
-            _ = $stop.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                tokio::select! {
-                    r = conn.as_mut() => r,
-                    _ = $shutdown.cancelled() => Ok(()),
-                }
-            }
-            _ = $shutdown.cancelled() => Ok(()),
-        }
-    }};
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn run<S>(
     ctx: Arc<ProxyContext>,
@@ -161,14 +139,7 @@ async fn run<S>(
         head: limits.head_timeout,
         idle: limits.idle_timeout,
     };
-    let mut io = ClientIo::new(
-        stream,
-        shared.clone(),
-        limits.max_header,
-        timeouts,
-        alpn_h2,
-        peer,
-    );
+    let mut io = ClientIo::new(stream, shared.clone(), timeouts, peer);
     let h2 = if alpn_h2 {
         true
     } else {
@@ -203,29 +174,8 @@ async fn run<S>(
     // HTTP/1 goes on in a task of its own, sized for what a keep-alive connection keeps
     // for most of its life: the idle wait. This task (its arguments, the TLS handshake,
     // the protocol detection: 1.7 KiB) ends here.
-    tokio::spawn(http1(Http1 { conn, stop, open }, Box::new(io)));
-}
-
-/// A response to one request, as hyper's service returns it.
-type Answer = Result<http::Response<super::body::ResponseBody>, std::convert::Infallible>;
-/// The boxed future of one request.
-type Handling = std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>;
-
-/// The service hyper calls for each request of a connection.
-fn service(
-    conn: &Arc<ConnCtx>,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = http::Response<super::body::ResponseBody>,
-    Error = std::convert::Infallible,
-    Future = Handling,
-> + Clone {
-    let conn = conn.clone();
-    // Boxed, so an idle keep-alive connection does not carry a request's (large) state
-    // inline in hyper's dispatcher: it costs an allocation per request instead.
-    service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        Box::pin(service::handle(conn.clone(), req.map(ClientBody::Hyper))) as Handling
-    })
+    let (stream, buf) = io.into_parts();
+    tokio::spawn(http1(Http1 { conn, stop, open }, stream, buf, true));
 }
 
 /// What an HTTP/1 connection's task keeps between requests.
@@ -241,28 +191,30 @@ pub(crate) struct Http1 {
 /// `connection_limit`.
 type Open = (HttpConnGuard, OpenGuard);
 
-/// An HTTP/1 connection: one hyper connection per busy period. When the connection idles
-/// with nothing buffered, hyper is let go (its buffers freed) and the bare socket waits
-/// for the next request, or for the idle timeout: a plain one in the worker's idle set
-/// (this task ends; a new one starts when the socket turns readable), a TLS one here.
-/// The busy period is boxed, so the task is only as large as the idle wait.
-async fn http1<S>(mut st: Http1, mut io: Box<ClientIo<S>>)
+/// An HTTP/1 connection: our HTTP/1 server serves each busy period. When the connection
+/// idles with nothing buffered, the server's state is let go (its buffers freed) and the
+/// bare socket waits for the next request, or for the idle timeout: a plain one in the
+/// worker's idle set (this task ends; a new one starts when the socket turns readable),
+/// a TLS one here. The busy period is boxed, so the task is only as large as the wait.
+async fn http1<S>(mut st: Http1, mut io: S, mut buf: BytesMut, mut fresh: bool)
 where
     S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
 {
     loop {
-        let Some(parked) = Box::pin(busy(&st, io)).await else {
-            return;
-        };
-        let idle_deadline = st.conn.shared.idle_since() + st.conn.timeouts().idle;
+        let (parked, since) =
+            match Box::pin(super::h1::serve(io, buf, &st.conn, &st.stop, fresh)).await {
+                Outcome::Idle { io, since } => (io, since),
+                Outcome::Closed => return,
+            };
+        fresh = false;
+        let idle_deadline = since + st.conn.timeouts().idle;
         // A plain socket waits in the worker's idle set, without this task.
         let Some((parked, st_back)) = S::sleep(parked, st, idle_deadline) else {
             return;
         };
         st = st_back;
-        let shared = &st.conn.shared;
         tokio::select! {
-            r = parked.io.wait_readable() => if r.is_err() { return },
+            r = parked.wait_readable() => if r.is_err() { return },
             _ = tokio::time::sleep_until(idle_deadline) => {
                 tracing::debug!(client = %st.conn.peer, "closing client connection: idle timeout");
                 return;
@@ -270,56 +222,10 @@ where
             // The listener's token, a child of the node's shutdown: either ends it.
             _ = st.stop.cancelled() => return,
         }
-        // Boxed: a future's arguments stay in it for its whole life, and the idle wait
-        // should not carry a ClientIo's worth of bytes.
-        io = Box::new(ClientIo::resume(
-            parked,
-            shared.clone(),
-            st.conn.timeouts(),
-            st.conn.peer,
-        ));
+        io = parked;
+        buf = BytesMut::new();
     }
 }
-
-/// One busy period: hyper serves until the connection idles (the socket comes back,
-/// parked) or ends (`None`).
-async fn busy<S>(st: &Http1, io: Box<ClientIo<S>>) -> Option<Parked<S>>
-where
-    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
-{
-    let mut io = *io;
-    let (park_tx, park_rx) = tokio::sync::oneshot::channel();
-    io.park_into(PARK_AFTER, park_tx);
-    let result = drive!(
-        Box::pin(
-            st.conn
-                .live
-                .http
-                .h1
-                .serve_connection(TokioIo::new(io), service(&st.conn))
-                .with_upgrades()
-        ),
-        st.stop,
-        st.conn.ctx.shutdown
-    );
-    if let Err(e) = result {
-        tracing::debug!(listener = %st.conn.listener_id, client = %st.conn.peer, error = %e, "client connection ended with an error");
-        return None;
-    }
-    // Handed back only when the connection ended by parking.
-    park_rx.await.ok()
-}
-
-/// How long an HTTP/1 keep-alive connection idles before hyper lets go of it (see
-/// `ClientIo::park_into`): long enough that a busy connection never pays for a new
-/// hyper connection (a park and a wake-up cost a few µs of CPU, once per idle spell),
-/// short enough that idle ones cost no buffers. Shorter also means fewer connections
-/// between their last request and their park at any moment, each holding ~20 KiB
-/// (hyper's state and buffers): a burst of new connections then leaves fewer allocator
-/// pages behind, pinned by the odd long-lived object allocated among them. By hand,
-/// 10,000 idle connections after one request each: 545 bytes each at 250 ms, 313 at
-/// 100 ms (medians of 3).
-const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// A client socket that can wait for data without a buffer.
 pub(crate) trait WaitReadable: Sized {
@@ -328,11 +234,7 @@ pub(crate) trait WaitReadable: Sized {
 
     /// Hands an idle connection over to wait without its task (the task then ends), or
     /// gives it back to wait in its task (`wait_readable`) until `deadline`.
-    fn sleep(
-        parked: Parked<Self>,
-        st: Http1,
-        _deadline: tokio::time::Instant,
-    ) -> Option<(Parked<Self>, Http1)> {
+    fn sleep(parked: Self, st: Http1, _deadline: tokio::time::Instant) -> Option<(Self, Http1)> {
         Some((parked, st))
     }
 }
@@ -346,13 +248,8 @@ impl WaitReadable for TcpStream {
     /// table instead of a task, a reactor registration and the connection's context
     /// objects. (A TLS connection keeps its task: its session state has to be kept
     /// either way, and tokio-rustls cannot rebuild a stream from its parts.)
-    fn sleep(
-        parked: Parked<Self>,
-        st: Http1,
-        deadline: tokio::time::Instant,
-    ) -> Option<(Parked<Self>, Http1)> {
-        let (stream, framing) = parked.into_parts();
-        super::idle::park(&IDLE, stream, deadline, Asleep::new(st, framing));
+    fn sleep(stream: Self, st: Http1, deadline: tokio::time::Instant) -> Option<(Self, Http1)> {
+        super::idle::park(&IDLE, stream, deadline, Asleep::new(st));
         None
     }
 }
@@ -370,15 +267,14 @@ pub(crate) struct Asleep {
     live: Arc<LiveProxy>,
     listener_id: Arc<str>,
     peer: SocketAddr,
-    /// Requests served so far (the framing state counts their heads).
+    /// Requests served so far.
     served: u64,
-    framing: super::framing::Framing,
     stop: CancellationToken,
     open: Open,
 }
 
 impl Asleep {
-    fn new(st: Http1, framing: super::framing::Framing) -> Asleep {
+    fn new(st: Http1) -> Asleep {
         let Http1 { conn, stop, open } = st;
         // The context's fields are shared handles (`Arc`s): cloned, and the context
         // itself freed, so nothing allocated during the connection's requests stays.
@@ -388,7 +284,6 @@ impl Asleep {
             listener_id: conn.listener_id.clone(),
             peer: conn.peer,
             served: conn.shared.served(),
-            framing,
             stop,
             open,
         }
@@ -397,7 +292,6 @@ impl Asleep {
 
 impl super::idle::Dormant for Asleep {
     fn wake(self, stream: TcpStream) {
-        let shared = ConnShared::resumed(self.served);
         let conn = Arc::new(ConnCtx {
             ctx: self.ctx,
             live: self.live,
@@ -406,20 +300,14 @@ impl super::idle::Dormant for Asleep {
             // Plain HTTP only (see `WaitReadable::sleep`): no TLS, no client certificate.
             https: false,
             subject: None,
-            shared: shared.clone(),
+            shared: ConnShared::resumed(self.served),
         });
-        let io = Box::new(ClientIo::resume(
-            Parked::new(stream, self.framing),
-            shared,
-            conn.timeouts(),
-            conn.peer,
-        ));
         let st = Http1 {
             conn,
             stop: self.stop,
             open: self.open,
         };
-        tokio::spawn(http1(st, io));
+        tokio::spawn(http1(st, stream, BytesMut::new(), false));
     }
 
     fn stop(&self) -> &CancellationToken {
@@ -479,13 +367,13 @@ mod tests {
             head: live.http.limits.head_timeout,
             idle: live.http.limits.idle_timeout,
         };
-        let io = super::ClientIo::new(c, conn.shared.clone(), 8192, timeouts, false, peer);
+        let _ = timeouts;
         let st = super::Http1 {
             conn,
             stop: tokio_util::sync::CancellationToken::new(),
             open: (ctx.http_connection(), open_guard()),
         };
-        let idle = std::mem::size_of_val(&super::http1(st, Box::new(io)));
+        let idle = std::mem::size_of_val(&super::http1(st, c, bytes::BytesMut::new(), true));
         assert!(
             idle <= 640,
             "an HTTP/1 connection's task takes {idle} bytes (512 measured)"

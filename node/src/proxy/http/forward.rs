@@ -86,7 +86,10 @@ pub async fn forward(
         Err(e) => return fail(record, StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let upgrade = req.version() < Version::HTTP_2 && headers::wants_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // Our HTTP/1 server put the connection's upgrade in the request (see `h1::upgrade`).
+    let client_upgrade = upgrade
+        .then(|| req.extensions_mut().remove::<super::h1::OnUpgrade>())
+        .flatten();
     let grpc = is_grpc(req.headers());
     // The Host the record already holds (a reference-counted clone, not a copy).
     let host_value = record.host.clone();

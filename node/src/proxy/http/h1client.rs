@@ -17,7 +17,7 @@
 //! body byte had been taken from the client yet.
 
 mod body;
-mod decode;
+pub(crate) mod decode;
 mod encode;
 mod pool;
 #[cfg(test)]

@@ -1,11 +1,10 @@
 //! The L7 data plane: HTTP and HTTPS listeners as a reverse proxy.
 //!
-//! A connection (`conn`) is served by hyper (HTTP/1.0 and 1.1 with keep-alive and
-//! pipelining) or by our HTTP/2 server (`h2`: by ALPN on HTTPS or by prior knowledge,
-//! h2c, on HTTP). Every byte an
-//! HTTP/1 client sends first passes a framing check (`framing`, `io`) that refuses
-//! request-smuggling shapes with 400 before hyper, let alone a backend, sees them; the
-//! same wrapper enforces the header-read and idle timeouts. Each request (`service`) is
+//! A connection (`conn`) is served by our HTTP/1 server (`h1`: HTTP/1.0 and 1.1 with
+//! keep-alive and pipelining; its parser refuses request-smuggling shapes with 400 before
+//! a backend sees them) or by our HTTP/2 server (`h2`: by ALPN on HTTPS or by prior
+//! knowledge, h2c, on HTTP); `io` tells the two apart and times the first bytes and idle
+//! HTTP/2 connections. Each request (`service`) is
 //! routed by the listener's compiled [`route::RouteTable`]; redirects and fixed responses
 //! are answered here; forwarded requests (`forward`) honour session persistence
 //! ([`persist::Sticky`]), then the pool's balancer, and go to the backend through a pooled
@@ -22,7 +21,7 @@ mod body;
 mod client;
 mod conn;
 mod forward;
-mod framing;
+pub mod h1;
 mod h1client;
 pub mod h2;
 mod headers;
@@ -39,7 +38,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use hyper_util::rt::TokioTimer;
 
 pub use client::Dial;
 pub use conn::serve;
@@ -50,9 +48,6 @@ use crate::snapshot::{PoolPlan, Snapshot};
 
 /// Errors carried by bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// hyper refuses a read buffer smaller than this.
-const HYPER_MIN_BUF: usize = 8192;
 
 /// Request limits and client-side timeouts from `[proxy]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +75,8 @@ impl Limits {
     }
 }
 
-/// The part of the L7 configuration that SIGHUP may change: limits, timeouts, how backend
-/// connections are dialled, and hyper's server builders configured for those limits.
+/// The part of the L7 configuration that SIGHUP may change: limits, timeouts and how
+/// backend connections are dialled.
 /// A connection takes one of these when it starts and keeps it to the end, so a reload
 /// changes new connections only.
 #[derive(Debug, Clone)]
@@ -90,7 +85,6 @@ pub struct HttpLive {
     pub limits: Limits,
     /// Dialling and pooling of backend connections.
     pub dial: Dial,
-    h1: hyper::server::conn::http1::Builder,
 }
 
 impl HttpLive {
@@ -98,20 +92,6 @@ impl HttpLive {
     /// and `generation` orders successive versions (see [`Dial::generation`]).
     pub fn new(s: &ProxySettings, sockets: SocketOptions, generation: u64) -> Self {
         let limits = Limits::from_settings(s);
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        // Our own wrapper times heads and idle connections (see `io`).
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .keep_alive(true)
-            // One `send` of head and body instead of a `writev`: the vectored path costs
-            // ~0.3 µs more in the kernel per response (measured), and small bodies are
-            // the common case; large ones are copied once more in memory, which is cheap
-            // beside the system call.
-            .writev(false)
-            .max_header_size(limits.max_header);
-        if limits.max_header + HYPER_MIN_BUF > 400 * 1024 {
-            h1.max_buf_size((limits.max_header + HYPER_MIN_BUF).max(HYPER_MIN_BUF));
-        }
         HttpLive {
             limits,
             dial: Dial {
@@ -119,7 +99,6 @@ impl HttpLive {
                 idle: s.http_idle_timeout(),
                 generation,
             },
-            h1,
         }
     }
 }

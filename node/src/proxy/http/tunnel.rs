@@ -1,5 +1,6 @@
 //! Upgraded connections (WebSocket and any other `Upgrade`): once the backend answered
-//! `101 Switching Protocols`, both sides are taken over from hyper and bytes are copied
+//! `101 Switching Protocols`, both sides are taken over (the client's from our HTTP/1
+//! server, the backend's from hyper's client) and bytes are copied
 //! both ways until either side closes, nothing moves for the listener's client timeout,
 //! the backend is cut off (drain deadline) or the node shuts down. Bytes are counted as
 //! they move (`fiberlb_bytes_in_total`/`_out_total` of the request's LB, listener and
@@ -25,7 +26,7 @@ use super::body::Active;
 /// Copies between the two upgraded sides in a task of its own.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
-    client: OnUpgrade,
+    client: super::h1::OnUpgrade,
     backend: OnUpgrade,
     idle: Duration,
     shutdown: CancellationToken,
@@ -37,9 +38,13 @@ pub fn spawn(
 ) {
     tokio::spawn(async move {
         let _active = active;
-        let (c, b) = match tokio::try_join!(client, backend) {
-            Ok(pair) => pair,
-            Err(e) => {
+        let (c, b) = match tokio::join!(client.wait(), backend) {
+            (Ok(c), Ok(b)) => (c, b),
+            (Err(e), _) => {
+                tracing::debug!(client = %peer, backend = %backend_addr, error = %e, "upgrade failed");
+                return;
+            }
+            (_, Err(e)) => {
                 tracing::debug!(client = %peer, backend = %backend_addr, error = %e, "upgrade failed");
                 return;
             }
@@ -47,7 +52,7 @@ pub fn spawn(
         let start = Instant::now();
         let last = Arc::new(AtomicU64::new(0));
         let mut c = Touch {
-            io: TokioIo::new(c),
+            io: c,
             start,
             last: last.clone(),
             counters,
