@@ -175,3 +175,43 @@ async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyh
     })
     .await
 }
+
+/// A request still waiting for its response head when its backend's drain deadline passes
+/// gets a 502 then, not when the backend finally answers.
+#[tokio::test]
+async fn a_request_waiting_for_its_head_at_the_drain_deadline_is_cut_there() -> anyhow::Result<()> {
+    bounded(async {
+        let b = HttpBackend::start("drained").await?;
+        let mut lb = start().await?;
+        let (pool, ids) = lb
+            .pool_with(fixtures::pool("", "drained"), &[(b.addr, &[])])
+            .await?;
+        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let slow = tokio::spawn(async move {
+            let started = Instant::now();
+            let r = get(addr, "x", "/slow/20000", &[]).await;
+            (r.map(|r| r.status.as_u16()), started.elapsed())
+        });
+        // The request is at the backend before the drain starts.
+        eventually("the request reached the backend", || async {
+            Ok(b.hits() == 1)
+        })
+        .await?;
+        lb.api
+            .backend
+            .drain_backend(pb::DrainBackendRequest {
+                backend_id: ids[0].clone(),
+                timeout_seconds: Some(1),
+                revision: None,
+            })
+            .await?;
+        let (status, took) = slow.await?;
+        assert_eq!(status?, 502);
+        assert!(
+            took < Duration::from_secs(5),
+            "cut {took:?} after the request started (deadline 1 s after the drain)"
+        );
+        Ok(())
+    })
+    .await
+}

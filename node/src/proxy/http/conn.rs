@@ -175,6 +175,7 @@ async fn run<S>(
     // for most of its life: the idle wait. This task (its arguments, the TLS handshake,
     // the protocol detection: 1.7 KiB) ends here.
     let (stream, buf) = io.into_parts();
+    shared.stop_stamping();
     tokio::spawn(http1(Http1 { conn, stop, open }, stream, buf, true));
 }
 

@@ -41,6 +41,36 @@ use fiberlb_api::model::Listener;
 /// Sends of one request at most (the second only after a failed connect).
 const MAX_SENDS: usize = 2;
 
+/// How often a request waiting for its response head looks at its backend's close token:
+/// a drain deadline or the backend's removal cuts such a request within this.
+const CLOSE_CHECK: Duration = Duration::from_millis(250);
+
+/// Runs `send` for at most `timeout`; `None` when the backend was closed meanwhile.
+///
+/// The close token is looked at every [`CLOSE_CHECK`] rather than waited on: waiting
+/// registers with the token, which takes its lock twice, and the token is one for every
+/// request to the backend from every worker. Most requests are answered well within
+/// one check, so they cost one timer and no lock.
+async fn send_within<F: std::future::Future>(
+    send: F,
+    timeout: Duration,
+    close: &CancellationToken,
+) -> Option<Result<F::Output, tokio::time::error::Elapsed>> {
+    let mut send = std::pin::pin!(send);
+    let start = tokio::time::Instant::now();
+    let deadline = start + timeout;
+    let mut check = start + CLOSE_CHECK;
+    loop {
+        let until = check.min(deadline);
+        match tokio::time::timeout_at(until, send.as_mut()).await {
+            Ok(out) => return Some(Ok(out)),
+            Err(_) if close.is_cancelled() => return None,
+            Err(elapsed) if until == deadline => return Some(Err(elapsed)),
+            Err(_) => check += CLOSE_CHECK,
+        }
+    }
+}
+
 fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|v| {
         let v = v.as_bytes();
@@ -206,11 +236,17 @@ pub async fn forward(
         let started = Instant::now();
         active.sent();
         sends += 1;
-        let result = tokio::select! {
-            r = tokio::time::timeout(backend_timeout, send(&entry, h2 || upgrade, breq)) => r,
-            _ = close.cancelled() => {
-                return fail(record, StatusCode::BAD_GATEWAY, format!("backend {} was closed (drain deadline or removal)", backend.name));
-            }
+        let Some(result) =
+            send_within(send(&entry, h2 || upgrade, breq), backend_timeout, &close).await
+        else {
+            return fail(
+                record,
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "backend {} was closed (drain deadline or removal)",
+                    backend.name
+                ),
+            );
         };
         let sent = match result {
             Ok(Ok(sent)) => sent,

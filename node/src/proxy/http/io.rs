@@ -38,16 +38,23 @@ pub(crate) struct ConnShared {
     /// The task reading the socket, woken when the connection turns idle so it arms the
     /// idle timer.
     reader: AtomicWaker,
+    /// Whether `idle_since_ms` is kept (for [`ClientIo`]'s idle timeout; our HTTP/1
+    /// server keeps its own, and saves the clock reading per request).
+    stamps: AtomicBool,
 }
 
 impl ConnShared {
     pub(crate) fn new() -> Arc<Self> {
-        ConnShared::resumed(0)
+        ConnShared::with(0, true)
     }
 
-    /// The state of a connection that has served `served` requests and has none in
-    /// flight (one coming back from the idle set: see `conn::Asleep`).
+    /// The state of an HTTP/1 connection that has served `served` requests and has none
+    /// in flight (one coming back from the idle set: see `conn::Asleep`).
     pub(crate) fn resumed(served: u64) -> Arc<Self> {
+        ConnShared::with(served, false)
+    }
+
+    fn with(served: u64, stamps: bool) -> Arc<Self> {
         Arc::new(ConnShared {
             start: Instant::now(),
             in_flight: AtomicU32::new(0),
@@ -55,7 +62,14 @@ impl ConnShared {
             served: AtomicU64::new(served),
             tunnel: AtomicBool::new(false),
             reader: AtomicWaker::new(),
+            stamps: AtomicBool::new(stamps),
         })
+    }
+
+    /// The connection went to our HTTP/1 server, which times idleness itself: requests
+    /// no longer stamp when they end.
+    pub(crate) fn stop_stamping(&self) {
+        self.stamps.store(false, Ordering::Relaxed);
     }
 
     /// Requests started so far.
@@ -86,7 +100,9 @@ pub(crate) struct InFlight(Arc<ConnShared>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.0.stamps.load(Ordering::Relaxed)
+        {
             let ms = u64::try_from(self.0.start.elapsed().as_millis()).unwrap_or(u64::MAX);
             self.0.idle_since_ms.store(ms, Ordering::Release);
             self.0.reader.wake();

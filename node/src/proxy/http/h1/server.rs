@@ -101,19 +101,17 @@ where
         stop,
         eof: false,
         since: now,
+        served: false,
         fresh,
         head_started: None,
-        tick: Box::pin(tokio::time::sleep_until(now + CHECK_EVERY)),
-        tick_at: now + CHECK_EVERY,
+        tick: None,
+        tick_at: now,
         tick_polled: false,
         max_head: limits.max_header,
         head_timeout: limits.head_timeout,
         idle_timeout: limits.idle_timeout,
         out: Out::default(),
     };
-    if fresh {
-        c.arm(now + limits.head_timeout.min(CHECK_EVERY));
-    }
     loop {
         let head = match poll_fn(|cx| c.poll_next(cx)).await {
             Next::Head(h) => h,
@@ -135,7 +133,8 @@ where
         };
         match c.exchange(*head).await {
             Ok(After::KeepAlive) => {
-                c.since = Instant::now();
+                // No clock reading here: the next timer firing stamps `since`.
+                c.served = true;
                 c.fresh = false;
             }
             Ok(After::Close) => {
@@ -164,14 +163,20 @@ struct Conn<'a, S> {
     stop: &'a CancellationToken,
     /// The client closed its side.
     eof: bool,
-    /// When the last response was done (or the busy period began).
+    /// When the last response was done (or the busy period began), as of the last timer
+    /// firing: a response done since then (`served`) counts as done at the next one, so
+    /// park and idle deadlines are up to [`CHECK_EVERY`] late, never early.
     since: Instant,
+    /// A response was done since the timer last fired.
+    served: bool,
     /// No request yet on this connection.
     fresh: bool,
     /// When the head being read started to arrive (only for heads that took more than
     /// one read: a whole head costs no clock reading).
     head_started: Option<Instant>,
-    tick: Pin<Box<Sleep>>,
+    /// Set up the first time the connection has to wait (a connection that is served
+    /// and closed without waiting needs none).
+    tick: Option<Pin<Box<Sleep>>>,
     tick_at: Instant,
     /// The timer was polled since it was last set (so it will wake this task).
     tick_polled: bool,
@@ -202,21 +207,38 @@ where
     /// Sets the timer to fire by `at` (it is only ever moved earlier, or set anew once it
     /// fired).
     fn arm(&mut self, at: Instant) {
-        if at < self.tick_at || self.tick.is_elapsed() {
-            self.tick.as_mut().reset(at);
-            self.tick_at = at;
-            self.tick_polled = false;
+        match self.tick.as_mut() {
+            None => self.tick = Some(Box::pin(tokio::time::sleep_until(at))),
+            Some(t) if at < self.tick_at || t.is_elapsed() => t.as_mut().reset(at),
+            Some(_) => return,
         }
+        self.tick_at = at;
+        self.tick_polled = false;
     }
 
     /// `Some(now)` when the timer fired.
     fn poll_tick(&mut self, cx: &mut Context<'_>) -> Option<Instant> {
-        if self.tick_polled && !self.tick.is_elapsed() {
+        if self.tick.is_none() {
+            let first = if self.fresh {
+                self.since + self.head_timeout.min(CHECK_EVERY)
+            } else {
+                Instant::now() + CHECK_EVERY
+            };
+            self.arm(first);
+        }
+        let tick = self.tick.as_mut()?;
+        if self.tick_polled && !tick.is_elapsed() {
             return None;
         }
         self.tick_polled = true;
-        match self.tick.as_mut().poll(cx) {
-            Poll::Ready(()) => Some(Instant::now()),
+        match tick.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                let now = Instant::now();
+                if std::mem::take(&mut self.served) {
+                    self.since = now;
+                }
+                Some(now)
+            }
             Poll::Pending => None,
         }
     }
