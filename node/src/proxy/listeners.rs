@@ -326,6 +326,9 @@ async fn accept_loop(
     let id: Arc<str> = id.into();
     // What the listener's connections share (they keep it for their whole life).
     let http_ctx = Arc::new(ctx.clone());
+    // Made once: a `cancelled()` future made per accept would register with the token
+    // (its lock, twice) for every connection.
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -337,7 +340,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.cancelled() => return,
+            _ = stopped.as_mut() => return,
         };
         let limit = ctx
             .cell

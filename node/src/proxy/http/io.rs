@@ -129,7 +129,8 @@ pub(crate) struct ClientIo<S> {
     buf: BytesMut,
     eof: bool,
     timeouts: Timeouts,
-    sleep: Pin<Box<Sleep>>,
+    /// Made the first time a read has to wait (most first flights are there at once).
+    sleep: Option<Pin<Box<Sleep>>>,
     armed: Option<Instant>,
     peer: std::net::SocketAddr,
 }
@@ -148,7 +149,7 @@ impl<S> ClientIo<S> {
             buf: BytesMut::new(),
             eof: false,
             timeouts,
-            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+            sleep: None,
             armed: None,
             peer,
         }
@@ -187,11 +188,14 @@ impl<S> ClientIo<S> {
         if Instant::now() >= deadline {
             return Poll::Ready(Err(self.timed_out()));
         }
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if self.armed != Some(deadline) {
-            self.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
             self.armed = Some(deadline);
         }
-        match self.sleep.as_mut().poll(cx) {
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(self.timed_out())),
             Poll::Pending => Poll::Pending,
         }
