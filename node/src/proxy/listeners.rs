@@ -24,10 +24,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use fiberlb_api::model::{Listener, ListenerProtocol};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::accept::Acceptor;
 use super::context::ProxyContext;
 use super::workers::Workers;
 use super::{http, passthrough, tcp, tls_termination, udp};
@@ -297,7 +298,7 @@ fn start_tcp(
         s.listen(BACKLOG)?;
         // Registered with the worker's reactor, where its accept loop runs.
         let _on = worker.enter();
-        listeners.push((worker, TcpListener::from_std(s.into())?));
+        listeners.push((worker, Acceptor::new(s.into())?));
     }
     let open = Arc::new(AtomicU32::new(0));
     for (worker, listener) in listeners {
@@ -317,7 +318,7 @@ fn start_tcp(
 async fn accept_loop(
     ctx: ProxyContext,
     id: String,
-    listener: TcpListener,
+    listener: Acceptor,
     protocol: ListenerProtocol,
     tls: Option<TlsSlot>,
     stop: CancellationToken,
@@ -361,6 +362,9 @@ async fn accept_loop(
         // connection must not carry the (much larger) HTTP or TLS-peek state machine.
         match protocol {
             ListenerProtocol::TcpTls => {
+                let Some(stream) = registered(stream, &id) else {
+                    continue;
+                };
                 tokio::spawn(async move {
                     let _guard = guard;
                     passthrough::handle(&ctx, &id, stream, peer).await
@@ -371,14 +375,31 @@ async fn accept_loop(
                 let tls = tls.as_ref().map(|slot| slot.load_full());
                 let stop = stop.clone();
                 // The guard goes with the connection: HTTP/1 continues in a task of its own.
+                // Registered with the reactor only if it has to wait (`http::LazyTcp`).
+                let stream = http::LazyTcp::new(stream);
                 tokio::spawn(http::serve(ctx, id, stream, peer, tls, stop, guard));
             }
             _ => {
+                let Some(stream) = registered(stream, &id) else {
+                    continue;
+                };
                 tokio::spawn(async move {
                     let _guard = guard;
                     tcp::handle(&ctx, &id, stream, peer).await
                 });
             }
+        }
+    }
+}
+
+/// An accepted socket registered with the current worker's reactor (L4: both directions
+/// wait on it from the start).
+fn registered(stream: std::net::TcpStream, listener: &str) -> Option<TcpStream> {
+    match TcpStream::from_std(stream) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(listener = %listener, error = %e, "could not register a connection");
+            None
         }
     }
 }

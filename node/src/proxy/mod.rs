@@ -4,6 +4,7 @@
 //! handled by `tcp` (plain TCP), `passthrough` (TLS routed by SNI) or `udp` (flows), which
 //! pick a backend with `connect` and move bytes with `copy`.
 
+pub mod accept;
 pub mod client_hello;
 pub mod conn_metrics;
 pub mod connect;

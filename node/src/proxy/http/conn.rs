@@ -12,11 +12,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::h1::Outcome;
 use super::io::{ClientIo, ConnShared, Timeouts};
+use super::lazy::LazyTcp;
 use super::service::ConnCtx;
 use crate::proxy::context::{HttpConnGuard, LiveProxy, OpenGuard};
 use crate::proxy::tls_termination;
@@ -27,7 +27,7 @@ use crate::proxy::ProxyContext;
 pub async fn serve(
     ctx: Arc<ProxyContext>,
     listener_id: Arc<str>,
-    stream: TcpStream,
+    stream: LazyTcp,
     peer: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: CancellationToken,
@@ -76,7 +76,7 @@ async fn serve_tls(
     ctx: Arc<ProxyContext>,
     live: Arc<LiveProxy>,
     listener_id: Arc<str>,
-    stream: TcpStream,
+    stream: LazyTcp,
     peer: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     stop: CancellationToken,
@@ -214,6 +214,7 @@ where
             return;
         };
         st = st_back;
+        let mut parked = parked;
         tokio::select! {
             r = parked.wait_readable() => if r.is_err() { return },
             _ = tokio::time::sleep_until(idle_deadline) => {
@@ -231,7 +232,7 @@ where
 /// A client socket that can wait for data without a buffer.
 pub(crate) trait WaitReadable: Sized {
     /// Resolves when a read would make progress (data, EOF or an error).
-    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    fn wait_readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 
     /// Hands an idle connection over to wait without its task (the task then ends), or
     /// gives it back to wait in its task (`wait_readable`) until `deadline`.
@@ -240,8 +241,8 @@ pub(crate) trait WaitReadable: Sized {
     }
 }
 
-impl WaitReadable for TcpStream {
-    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+impl WaitReadable for LazyTcp {
+    fn wait_readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         self.readable()
     }
 
@@ -250,7 +251,11 @@ impl WaitReadable for TcpStream {
     /// objects. (A TLS connection keeps its task: its session state has to be kept
     /// either way, and tokio-rustls cannot rebuild a stream from its parts.)
     fn sleep(stream: Self, st: Http1, deadline: tokio::time::Instant) -> Option<(Self, Http1)> {
-        super::idle::park(&IDLE, stream, deadline, Asleep::new(st));
+        match stream.into_std() {
+            Ok(s) => super::idle::park(&IDLE, s, deadline, Asleep::new(st)),
+            // Tokio could not let go of it: the socket is closed already.
+            Err(e) => tracing::debug!(error = %e, "closing client connection: could not park it"),
+        }
         None
     }
 }
@@ -292,7 +297,7 @@ impl Asleep {
 }
 
 impl super::idle::Dormant for Asleep {
-    fn wake(self, stream: TcpStream) {
+    fn wake(self, stream: std::net::TcpStream) {
         let conn = Arc::new(ConnCtx {
             ctx: self.ctx,
             live: self.live,
@@ -308,7 +313,7 @@ impl super::idle::Dormant for Asleep {
             stop: self.stop,
             open: self.open,
         };
-        tokio::spawn(http1(st, stream, BytesMut::new(), false));
+        tokio::spawn(http1(st, LazyTcp::new(stream), BytesMut::new(), false));
     }
 
     fn stop(&self) -> &CancellationToken {
@@ -320,11 +325,11 @@ impl super::idle::Dormant for Asleep {
     }
 }
 
-impl WaitReadable for tokio_rustls::server::TlsStream<TcpStream> {
-    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
+impl WaitReadable for tokio_rustls::server::TlsStream<LazyTcp> {
+    fn wait_readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         // rustls holds no undelivered plaintext here: the connection was parked only
         // after a read came back empty-handed.
-        self.get_ref().0.readable()
+        self.get_mut().0.readable()
     }
 }
 
@@ -374,7 +379,12 @@ mod tests {
             stop: tokio_util::sync::CancellationToken::new(),
             open: (ctx.http_connection(), open_guard()),
         };
-        let idle = std::mem::size_of_val(&super::http1(st, c, bytes::BytesMut::new(), true));
+        let idle = std::mem::size_of_val(&super::http1(
+            st,
+            super::LazyTcp::Tokio(c),
+            bytes::BytesMut::new(),
+            true,
+        ));
         assert!(
             idle <= 640,
             "an HTTP/1 connection's task takes {idle} bytes (512 measured)"
@@ -385,7 +395,7 @@ mod tests {
         let first = std::mem::size_of_val(&super::serve(
             Arc::new(ctx),
             Arc::from("x"),
-            c,
+            super::LazyTcp::Tokio(c),
             peer,
             None,
             tokio_util::sync::CancellationToken::new(),

@@ -32,7 +32,6 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,8 +47,9 @@ const GROW: usize = 1024;
 /// such objects per idle connection cost ~1 KiB of resident memory).
 pub(crate) trait Dormant: Send + 'static {
     /// Continues serving the connection on `stream`, which has turned readable (a
-    /// request, end of file or an error): spawns its task.
-    fn wake(self, stream: TcpStream);
+    /// request, end of file or an error): spawns its task. The socket is non-blocking
+    /// and registered with no reactor (the request that woke it is read at once).
+    fn wake(self, stream: std::net::TcpStream);
     /// The listener's stop token (a child of the node's shutdown): once cancelled, the
     /// connection is closed instead.
     fn stop(&self) -> &CancellationToken;
@@ -67,7 +67,7 @@ pub(crate) type Local<T> = LocalKey<RefCell<Option<Arc<IdleSet<T>>>>>;
 /// the listener stops (then both are dropped: the socket closes).
 pub(crate) fn park<T: Dormant>(
     local: &'static Local<T>,
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     deadline: Instant,
     dormant: T,
 ) {
@@ -238,15 +238,7 @@ impl<T: Dormant> IdleSet<T> {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn park(self: &Arc<Self>, stream: TcpStream, deadline: Instant, dormant: T) {
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                // Tokio could not let go of it: the socket is closed already.
-                tracing::debug!(error = %e, "closing client connection: could not park it");
-                return;
-            }
-        };
+    fn park(self: &Arc<Self>, stream: std::net::TcpStream, deadline: Instant, dormant: T) {
         let mut t = self.lock();
         t.grow();
         let slot = t.entries.vacant_entry();
@@ -328,12 +320,9 @@ impl<T: Dormant> IdleSet<T> {
     }
 }
 
-/// Gives a socket back to tokio and its connection a task.
+/// Gives a socket back to its connection, in a task.
 fn resume<T: Dormant>(stream: std::net::TcpStream, dormant: T) {
-    match TcpStream::from_std(stream) {
-        Ok(s) => dormant.wake(s),
-        Err(e) => tracing::debug!(error = %e, "closing client connection: could not resume it"),
-    }
+    dormant.wake(stream);
 }
 
 /// The driver of a set: wakes readable sockets, closes expired ones.
@@ -422,6 +411,7 @@ fn far_future() -> Instant {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     struct Probe {
         woke: tokio::sync::mpsc::UnboundedSender<TcpStream>,
@@ -434,7 +424,7 @@ mod tests {
     }
 
     fn park(stream: TcpStream, deadline: Instant, p: Probe) {
-        super::park(&SET, stream, deadline, p)
+        super::park(&SET, stream.into_std().unwrap(), deadline, p)
     }
 
     fn parked_here() -> usize {
@@ -442,8 +432,8 @@ mod tests {
     }
 
     impl Dormant for Probe {
-        fn wake(self, stream: TcpStream) {
-            let _ = self.woke.send(stream);
+        fn wake(self, stream: std::net::TcpStream) {
+            let _ = self.woke.send(TcpStream::from_std(stream).unwrap());
         }
         fn stop(&self) -> &CancellationToken {
             &self.stop

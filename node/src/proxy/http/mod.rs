@@ -27,6 +27,7 @@ pub mod h2;
 mod headers;
 mod idle;
 mod io;
+mod lazy;
 pub mod persist;
 mod respond;
 pub mod route;
@@ -41,6 +42,7 @@ use dashmap::DashMap;
 
 pub use client::Dial;
 pub use conn::serve;
+pub use lazy::LazyTcp;
 
 use crate::proxy::connect::SocketOptions;
 use crate::settings::{ProxySettings, ProxyTlsSettings};
