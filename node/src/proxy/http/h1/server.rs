@@ -2,12 +2,13 @@
 //! request body, its response) in this task, write the response, and go on with the
 //! next request, until the connection idles, ends or is upgraded.
 //!
-//! Timers: a connection keeps one timer, and a request does not touch it. It fires at
-//! most every [`CHECK_EVERY`] while the connection is busy; each firing reads the clock
+//! Timers: a connection keeps one timer, and a request does not touch it. It fires every
+//! [`CHECK_EVERY`] or sooner while the connection is open; each firing reads the clock
 //! once and decides what is due: the header-read timeout (slowloris), the idle timeout,
 //! handing an idle connection back ([`PARK_AFTER`]), a listener stop or the node's
-//! shutdown. Keep-alive requests so cost no timer operation and one clock read (when the
-//! response is done).
+//! shutdown. Keep-alive requests so cost no timer operation and no clock reading here (a
+//! response done counts as done at the next firing: deadlines are late by at most
+//! [`CHECK_EVERY`], never early).
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
