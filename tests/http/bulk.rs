@@ -130,15 +130,26 @@ async fn one_gib_response_streams_with_flat_memory() -> anyhow::Result<()> {
     .await
 }
 
+/// A node with an HTTP listener in front of one backend, for the drain tests: the
+/// backend, the node, the backend's id and the listener's address.
+async fn to_be_drained() -> anyhow::Result<(HttpBackend, Lb, String, SocketAddr)> {
+    let b = HttpBackend::start("drained").await?;
+    let mut lb = start().await?;
+    let (pool, ids) = lb
+        .pool_with(fixtures::pool("", "drained"), &[(b.addr, &[])])
+        .await?;
+    let (_, addr) = lb.http_listener(Some(&pool)).await?;
+    let id = ids
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no backend id"))?;
+    Ok((b, lb, id, addr))
+}
+
 #[tokio::test]
 async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyhow::Result<()> {
     bounded(async {
-        let b = HttpBackend::start("drained").await?;
-        let mut lb = start().await?;
-        let (pool, ids) = lb
-            .pool_with(fixtures::pool("", "drained"), &[(b.addr, &[])])
-            .await?;
-        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let (_b, mut lb, backend_id, addr) = to_be_drained().await?;
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(b"GET /big/1073741824 HTTP/1.1\r\nHost: x\r\n\r\n")
             .await?;
@@ -152,7 +163,7 @@ async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyh
         lb.api
             .backend
             .drain_backend(pb::DrainBackendRequest {
-                backend_id: ids[0].clone(),
+                backend_id,
                 timeout_seconds: Some(1),
                 revision: None,
             })
@@ -181,12 +192,7 @@ async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyh
 #[tokio::test]
 async fn a_request_waiting_for_its_head_at_the_drain_deadline_is_cut_there() -> anyhow::Result<()> {
     bounded(async {
-        let b = HttpBackend::start("drained").await?;
-        let mut lb = start().await?;
-        let (pool, ids) = lb
-            .pool_with(fixtures::pool("", "drained"), &[(b.addr, &[])])
-            .await?;
-        let (_, addr) = lb.http_listener(Some(&pool)).await?;
+        let (b, mut lb, backend_id, addr) = to_be_drained().await?;
         let slow = tokio::spawn(async move {
             let started = Instant::now();
             let r = get(addr, "x", "/slow/20000", &[]).await;
@@ -200,7 +206,7 @@ async fn a_request_waiting_for_its_head_at_the_drain_deadline_is_cut_there() -> 
         lb.api
             .backend
             .drain_backend(pb::DrainBackendRequest {
-                backend_id: ids[0].clone(),
+                backend_id,
                 timeout_seconds: Some(1),
                 revision: None,
             })
