@@ -146,6 +146,19 @@ async fn to_be_drained() -> anyhow::Result<(HttpBackend, Lb, String, SocketAddr)
     Ok((b, lb, id, addr))
 }
 
+/// Starts draining `backend_id` with a 1 s deadline.
+async fn drain_within_1s(lb: &mut Lb, backend_id: String) -> anyhow::Result<()> {
+    lb.api
+        .backend
+        .drain_backend(pb::DrainBackendRequest {
+            backend_id,
+            timeout_seconds: Some(1),
+            revision: None,
+        })
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyhow::Result<()> {
     bounded(async {
@@ -160,14 +173,7 @@ async fn a_download_still_streaming_at_the_drain_deadline_is_cut_there() -> anyh
         while total < 1 << 20 {
             total += tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await??;
         }
-        lb.api
-            .backend
-            .drain_backend(pb::DrainBackendRequest {
-                backend_id,
-                timeout_seconds: Some(1),
-                revision: None,
-            })
-            .await?;
+        drain_within_1s(&mut lb, backend_id).await?;
         let started = Instant::now();
         loop {
             let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await??;
@@ -203,14 +209,7 @@ async fn a_request_waiting_for_its_head_at_the_drain_deadline_is_cut_there() -> 
             Ok(b.hits() == 1)
         })
         .await?;
-        lb.api
-            .backend
-            .drain_backend(pb::DrainBackendRequest {
-                backend_id,
-                timeout_seconds: Some(1),
-                revision: None,
-            })
-            .await?;
+        drain_within_1s(&mut lb, backend_id).await?;
         let (status, took) = slow.await?;
         assert_eq!(status?, 502);
         assert!(
