@@ -121,6 +121,11 @@ mod tests {
             b"0x3\r\nabc\r\n",
             b"3\nabc\r\n0\r\n\r\n",
             b"3\r\nabcXY0\r\n\r\n",
+            b"-1\r\n",
+            b" 5\r\n",
+            b"11111111111111111\r\n",
+            b"5;\x01\r\nhello\r\n0\r\n\r\n",
+            b"5;a\nb\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(decode(Decoder::Chunked(Chunked::default()), wire, 1000).is_err());
         }

@@ -235,6 +235,14 @@ impl Chunked {
                 if digits == 0 || digits > 16 || !(rest.is_empty() || rest[0] == b';') {
                     return Err(ProtoError("bad chunk size"));
                 }
+                // Extensions are dropped, but a control byte in them (a bare LF, say)
+                // would end the line early for another parser: refused.
+                if !rest
+                    .iter()
+                    .all(|b| *b == b'\t' || (b' '..=b'~').contains(b))
+                {
+                    return Err(ProtoError("bad chunk extension"));
+                }
                 let size = line[..digits].iter().fold(0u64, |n, d| {
                     (n << 4) | u64::from((*d as char).to_digit(16).unwrap_or(0))
                 });
