@@ -369,11 +369,6 @@ mod tests {
             subject: None,
             shared: super::ConnShared::new(),
         });
-        let timeouts = super::Timeouts {
-            head: live.http.limits.head_timeout,
-            idle: live.http.limits.idle_timeout,
-        };
-        let _ = timeouts;
         let st = super::Http1 {
             conn,
             stop: tokio_util::sync::CancellationToken::new(),

@@ -348,7 +348,6 @@ pub async fn forward(
                     "backend switched protocols unasked".into(),
                 );
             };
-            conn.shared.set_tunnel();
             let idle = Duration::from_millis(u64::from(listener.timeout_client_ms.max(1)));
             tunnel::spawn(
                 client_side,

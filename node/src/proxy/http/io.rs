@@ -33,8 +33,6 @@ pub(crate) struct ConnShared {
     idle_since_ms: AtomicU64,
     /// Requests started so far.
     served: AtomicU64,
-    /// The connection was upgraded: no framing, no timeouts.
-    tunnel: AtomicBool,
     /// The task reading the socket, woken when the connection turns idle so it arms the
     /// idle timer.
     reader: AtomicWaker,
@@ -60,7 +58,6 @@ impl ConnShared {
             in_flight: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
             served: AtomicU64::new(served),
-            tunnel: AtomicBool::new(false),
             reader: AtomicWaker::new(),
             stamps: AtomicBool::new(stamps),
         })
@@ -82,11 +79,6 @@ impl ConnShared {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.served.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
-    }
-
-    /// The connection is becoming a tunnel (101 Switching Protocols or CONNECT).
-    pub(crate) fn set_tunnel(&self) {
-        self.tunnel.store(true, Ordering::Release);
     }
 
     pub(crate) fn idle_since(&self) -> Instant {
@@ -163,9 +155,7 @@ impl<S> ClientIo<S> {
     /// When the pending read must give up, if at all: the first request is due within
     /// the header timeout (detection), later ones within the idle timeout of the last.
     fn deadline(&self) -> Option<Instant> {
-        if self.shared.tunnel.load(Ordering::Acquire)
-            || self.shared.in_flight.load(Ordering::Acquire) > 0
-        {
+        if self.shared.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
         if self.shared.served.load(Ordering::Relaxed) == 0 && !self.detected() {
