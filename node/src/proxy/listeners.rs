@@ -52,8 +52,29 @@ struct Running {
     bind: Bind,
     protocol: ListenerProtocol,
     stop: CancellationToken,
+    /// TCP: a duplicate of each worker's listening socket, to stop them all at once.
+    sockets: Vec<std::net::TcpListener>,
     /// HTTPS: the current TLS configuration and the fingerprint it was built from.
     tls: Option<(TlsSlot, u64)>,
+}
+
+impl Running {
+    /// Stops accepting, on every worker's socket within microseconds of each other.
+    ///
+    /// Each accept loop closes its socket when it sees `stop`, but on its own worker and
+    /// at its own time: while one socket of the `SO_REUSEPORT` group is closed and another
+    /// still listens, the kernel resets the connections queued on the first and hands new
+    /// ones to the second, so a client sees "refused" and then "accepted" again. Shutting
+    /// the sockets down here, one after the other on this thread, takes them out of the
+    /// group together (`shutdown(SHUT_RD)` on a listening socket stops it on Linux).
+    fn close(self) {
+        self.stop.cancel();
+        for s in &self.sockets {
+            if let Err(e) = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Both) {
+                tracing::debug!(addr = %self.bind.addr, error = %e, "listener shutdown");
+            }
+        }
+    }
 }
 
 /// What changes an HTTPS listener's TLS configuration: the listener itself and the
@@ -98,7 +119,7 @@ pub async fn run(
         }
     }
     for (_, r) in running.drain() {
-        r.stop.cancel();
+        r.close();
     }
 }
 
@@ -185,16 +206,21 @@ fn reconcile(
             true
         }
     });
-    running.retain(|id, r| {
-        let keep = wanted
-            .get(id.as_str())
-            .is_some_and(|(b, p)| *b == r.bind && *p == r.protocol);
-        if !keep {
+    let closing: Vec<String> = running
+        .iter()
+        .filter(|(id, r)| {
+            !wanted
+                .get(id.as_str())
+                .is_some_and(|(b, p)| *b == r.bind && *p == r.protocol)
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in closing {
+        if let Some(r) = running.remove(&id) {
             tracing::info!(listener = %id, addr = %r.bind.addr, "listener closed");
-            r.stop.cancel();
+            r.close();
         }
-        keep
-    });
+    }
     for (id, (bind, protocol)) in wanted {
         if let Some(r) = running.get_mut(id) {
             if let (Some((slot, fp)), Some((config, new_fp))) = (r.tls.as_mut(), new_tls.remove(id))
@@ -225,7 +251,7 @@ fn reconcile(
         // connection's task carries every future it waits on).
         let stop = ctx.shutdown.child_token();
         let started = if bind.udp {
-            start_udp(ctx, workers, id, bind.addr, stop.clone())
+            start_udp(ctx, workers, id, bind.addr, stop.clone()).map(|()| Vec::new())
         } else {
             start_tcp(
                 ctx,
@@ -238,7 +264,7 @@ fn reconcile(
             )
         };
         match started {
-            Ok(()) => {
+            Ok(sockets) => {
                 tracing::info!(listener = %id, addr = %bind.addr, ?protocol, "listener open");
                 running.insert(
                     id.to_string(),
@@ -246,6 +272,7 @@ fn reconcile(
                         bind,
                         protocol,
                         stop,
+                        sockets,
                         tls,
                     },
                 );
@@ -283,11 +310,12 @@ fn start_tcp(
     protocol: ListenerProtocol,
     tls: Option<TlsSlot>,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<Vec<std::net::TcpListener>> {
     // One acceptor per worker (`[proxy] worker_threads`): the kernel spreads new
     // connections over the SO_REUSEPORT sockets, so no thread is a hand-off point, and a
     // connection stays on the worker that accepted it.
     let mut listeners = Vec::with_capacity(workers.handles().len());
+    let mut dups = Vec::with_capacity(workers.handles().len());
     for worker in workers.handles() {
         let s = socket(addr, Type::STREAM, Protocol::TCP)?;
         // Accepted sockets inherit these on Linux: no per-connection setsockopt calls.
@@ -296,6 +324,7 @@ fn start_tcp(
             s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle))?;
         }
         s.listen(BACKLOG)?;
+        dups.push(s.try_clone()?.into());
         // Registered with the worker's reactor, where its accept loop runs.
         let _on = worker.enter();
         listeners.push((worker, Acceptor::new(s.into())?));
@@ -312,7 +341,7 @@ fn start_tcp(
         worker
             .spawn(async move { accept_loop(ctx, id, listener, protocol, tls, stop, open).await });
     }
-    Ok(())
+    Ok(dups)
 }
 
 async fn accept_loop(
@@ -334,6 +363,8 @@ async fn accept_loop(
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
+                // Shut down by `Running::close` before this loop saw the stop.
+                Err(_) if stop.is_cancelled() => return,
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
                     tracing::warn!(listener = %id, error = %e, "accept failed");
@@ -422,4 +453,37 @@ fn start_udp(
     let socket = Arc::new(UdpSocket::from_std(s.into())?);
     worker.spawn(udp::serve(ctx.clone(), id.to_string(), socket, stop));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two sockets of one `SO_REUSEPORT` group whose accept loops have not yet seen the
+    /// stop (nobody closes them): after `close`, every connect is refused, none reaches
+    /// the socket still open on a slow worker.
+    #[test]
+    fn close_stops_every_socket_of_the_group_at_once() {
+        let first = socket("127.0.0.1:0".parse().unwrap(), Type::STREAM, Protocol::TCP).unwrap();
+        first.listen(16).unwrap();
+        let addr = first.local_addr().unwrap().as_socket().unwrap();
+        let second = socket(addr, Type::STREAM, Protocol::TCP).unwrap();
+        second.listen(16).unwrap();
+        // What the accept loops hold: they close these only when their worker runs them.
+        let held: Vec<std::net::TcpListener> = vec![first.into(), second.into()];
+        let running = Running {
+            bind: Bind { addr, udp: false },
+            protocol: ListenerProtocol::Tcp,
+            stop: CancellationToken::new(),
+            sockets: held.iter().map(|s| s.try_clone().unwrap()).collect(),
+            tls: None,
+        };
+        assert!(std::net::TcpStream::connect(addr).is_ok());
+        running.close();
+        for _ in 0..50 {
+            let e = std::net::TcpStream::connect(addr).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        drop(held);
+    }
 }
