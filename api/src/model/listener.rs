@@ -27,6 +27,15 @@ impl ListenerProtocol {
         self == ListenerProtocol::Udp
     }
 
+    /// Whether the client sends first on every connection (an HTTP request, a TLS
+    /// ClientHello); a plain TCP listener may carry a protocol where the server does.
+    pub fn client_speaks_first(self) -> bool {
+        matches!(
+            self,
+            ListenerProtocol::Http | ListenerProtocol::Https | ListenerProtocol::TcpTls
+        )
+    }
+
     /// Whether routing rules apply (HTTP/HTTPS, and SNI host rules for TLS passthrough).
     pub fn supports_rules(self) -> bool {
         matches!(

@@ -302,6 +302,39 @@ fn socket(addr: SocketAddr, ty: Type, proto: Protocol) -> std::io::Result<Socket
     Ok(s)
 }
 
+/// How long the kernel holds a connection whose client has sent nothing yet.
+const DEFER_ACCEPT_SECONDS: libc::c_int = 1;
+
+/// `TCP_DEFER_ACCEPT`: the listener wakes for a connection only once its first bytes (the
+/// request, the ClientHello) are there, or after [`DEFER_ACCEPT_SECONDS`] without any.
+///
+/// Accepted earlier, a connection's first read finds nothing: the socket must be
+/// registered with epoll, waited on, and deregistered before it closes, three system
+/// calls and a worker wake-up that a short HTTP connection otherwise never needs
+/// (measured: 1.35 `epoll_ctl` and 0.67 empty `recv` per connection at 64 new
+/// connections per request). nginx's `deferred` and HAProxy's `defer-accept` do the same.
+/// Only for protocols whose client speaks first; a server-first protocol behind a plain TCP
+/// listener would wait for nothing.
+fn defer_accept(s: &Socket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let secs = DEFER_ACCEPT_SECONDS;
+    // SAFETY: a valid socket descriptor and a pointer to a c_int with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn start_tcp(
     ctx: &ProxyContext,
     workers: &Workers,
@@ -322,6 +355,9 @@ fn start_tcp(
         s.set_tcp_nodelay(ctx.sockets.nodelay)?;
         if let Some(idle) = ctx.sockets.keepalive {
             s.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle))?;
+        }
+        if protocol.client_speaks_first() {
+            defer_accept(&s)?;
         }
         s.listen(BACKLOG)?;
         dups.push(s.try_clone()?.into());
@@ -405,7 +441,7 @@ async fn accept_loop(
                 // New handshakes use the TLS configuration current at accept time.
                 let tls = tls.as_ref().map(|slot| slot.load_full());
                 let stop = stop.clone();
-                // The guard goes with the connection: HTTP/1 continues in a task of its own.
+                // The guard goes with the connection (HTTPS: into the task HTTP/1 continues in).
                 // Registered with the reactor only if it has to wait (`http::LazyTcp`).
                 let stream = http::LazyTcp::new(stream);
                 tokio::spawn(http::serve(ctx, id, stream, peer, tls, stop, guard));
@@ -485,5 +521,47 @@ mod tests {
             assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
         }
         drop(held);
+    }
+
+    /// What HTTP/HTTPS/TLS-passthrough listeners rely on: a connection that has sent
+    /// nothing is not handed to accept; its first bytes make it acceptable, with them
+    /// already readable.
+    #[test]
+    fn deferred_listeners_hand_over_connections_with_their_first_bytes() {
+        use std::io::{Read, Write};
+        let s = socket("127.0.0.1:0".parse().unwrap(), Type::STREAM, Protocol::TCP).unwrap();
+        defer_accept(&s).unwrap();
+        s.listen(16).unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        let l: std::net::TcpListener = s.into();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            l.accept().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "a connection without data was handed over"
+        );
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let (mut conn, _) = loop {
+            match l.accept() {
+                Ok(c) => break c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "never accepted");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        conn.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            conn.read(&mut buf).unwrap(),
+            16,
+            "the request is there at accept"
+        );
+        assert!(ListenerProtocol::Http.client_speaks_first());
+        assert!(ListenerProtocol::TcpTls.client_speaks_first());
+        assert!(!ListenerProtocol::Tcp.client_speaks_first());
     }
 }

@@ -40,7 +40,11 @@ pub async fn serve(
     // Limits and timeouts as of now, for the whole connection (a reload changes new ones).
     let live = ctx.live();
     let Some(config) = tls else {
-        run(
+        // Plain HTTP/1 goes on in this task: an idle connection parks in the worker's idle
+        // set without its task (`WaitReadable::sleep`), so this task's size is paid only
+        // while a request is served, and a connection that makes one request costs one
+        // task instead of two.
+        let Some((st, stream, buf)) = run(
             ctx,
             live,
             listener_id,
@@ -52,7 +56,11 @@ pub async fn serve(
             stop,
             open,
         )
-        .await;
+        .await
+        else {
+            return;
+        };
+        http1(st, stream, buf, true).await;
         return;
     };
     // Boxed: the handshake and TLS stream state would otherwise be part of every plain
@@ -103,7 +111,7 @@ async fn serve_tls(
     let h2 = server.alpn_protocol() == Some(b"h2");
     let subject =
         tls_termination::peer_subject(server).and_then(|s| HeaderValue::from_str(&s).ok());
-    run(
+    let Some((st, stream, buf)) = run(
         ctx,
         live,
         listener_id,
@@ -115,9 +123,19 @@ async fn serve_tls(
         stop,
         open,
     )
-    .await;
+    .await
+    else {
+        return;
+    };
+    // HTTP/1 over TLS goes on in a task of its own, sized for what a keep-alive
+    // connection keeps for most of its life: the idle wait, in its task (its session
+    // state cannot be parked). This task (the handshake, the protocol detection: 1.7 KiB)
+    // ends here.
+    tokio::spawn(http1(st, stream, buf, true));
 }
 
+/// Detects the protocol and serves HTTP/2 to its end; an HTTP/1 connection is handed
+/// back (its state, socket and what was read) for the caller to serve.
 #[allow(clippy::too_many_arguments)]
 async fn run<S>(
     ctx: Arc<ProxyContext>,
@@ -130,7 +148,8 @@ async fn run<S>(
     alpn_h2: bool,
     stop: CancellationToken,
     open: Open,
-) where
+) -> Option<(Http1, S, BytesMut)>
+where
     S: AsyncRead + AsyncWrite + WaitReadable + Unpin + Send + 'static,
 {
     let limits = live.http.limits;
@@ -148,11 +167,11 @@ async fn run<S>(
                 Ok(h2) => h2,
                 Err(e) => {
                     tracing::debug!(listener = %listener_id, client = %peer, error = %e, "no request");
-                    return;
+                    return None;
                 }
             },
-            _ = stop.cancelled() => return,
-            _ = ctx.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return None,
+            _ = ctx.shutdown.cancelled() => return None,
         }
     };
     let conn = Arc::new(ConnCtx {
@@ -169,14 +188,11 @@ async fn run<S>(
         if let Err(e) = super::h2::serve(io, conn, &stop, &shutdown).await {
             tracing::debug!(listener = %listener_id, client = %peer, error = %e, "client connection ended with an error");
         }
-        return;
+        return None;
     }
-    // HTTP/1 goes on in a task of its own, sized for what a keep-alive connection keeps
-    // for most of its life: the idle wait. This task (its arguments, the TLS handshake,
-    // the protocol detection: 1.7 KiB) ends here.
     let (stream, buf) = io.into_parts();
     shared.stop_stamping();
-    tokio::spawn(http1(Http1 { conn, stop, open }, stream, buf, true));
+    Some((Http1 { conn, stop, open }, stream, buf))
 }
 
 /// What an HTTP/1 connection's task keeps between requests.
@@ -351,10 +367,11 @@ mod tests {
         crate::proxy::context::OpenGuard::new(open)
     }
 
-    /// A task is as large as its future's largest state, for its whole life. The task
-    /// that accepts (TLS handshake, protocol detection) is short-lived; HTTP/1 connections
-    /// go on in a task sized for the idle wait, which is what thousands of idle keep-alive
-    /// connections hold (1.7 KiB for the first task and for all of them before the split).
+    /// A task is as large as its future's largest state, for its whole life. HTTPS
+    /// connections go on after the handshake in a task sized for the idle wait, which is
+    /// what thousands of idle keep-alive TLS connections hold (1.7 KiB each before the
+    /// split). A plain connection's first task serves it until it first idles (then it
+    /// parks without a task), and the task woken from the idle set is the small one.
     #[tokio::test]
     async fn the_connection_tasks_stay_small() {
         let (ctx, c) = context().await;
