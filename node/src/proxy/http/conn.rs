@@ -420,4 +420,25 @@ mod tests {
         println!("parked connection {asleep} bytes");
         println!("accepting task {first} bytes, HTTP/1 connection task {idle} bytes");
     }
+
+    /// Every request's future is allocated and copied into place once (the HTTP/1 server
+    /// boxes it), so its size is paid per request: rare states (dialing a backend) are
+    /// boxed where they are awaited. 7.7 KiB before that, 4.4 KiB after (release).
+    #[tokio::test]
+    async fn a_request_future_stays_small() {
+        let (ctx, c) = context().await;
+        let conn = Arc::new(super::ConnCtx {
+            ctx: Arc::new(ctx.clone()),
+            live: ctx.live(),
+            listener_id: Arc::from("x"),
+            peer: c.local_addr().unwrap(),
+            https: false,
+            subject: None,
+            shared: super::ConnShared::new(),
+        });
+        let req = http::Request::new(crate::proxy::http::body::ClientBody::Empty);
+        let size = std::mem::size_of_val(&crate::proxy::http::service::handle(conn, req));
+        println!("request future {size} bytes");
+        assert!(size <= 6 * 1024, "a request's future takes {size} bytes");
+    }
 }

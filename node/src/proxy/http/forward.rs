@@ -15,6 +15,7 @@
 //! idempotent (GET, HEAD, OPTIONS, PUT, DELETE) and has no body in flight; nothing was
 //! sent, so it is safe. Other failures are never retried.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,12 +52,14 @@ const CLOSE_CHECK: Duration = Duration::from_millis(250);
 /// registers with the token, which takes its lock twice, and the token is one for every
 /// request to the backend from every worker. Most requests are answered well within
 /// one check, so they cost one timer and no lock.
+///
+/// `send` is pinned by the caller: taken by value, an async fn keeps its argument and
+/// the pinned copy side by side, which doubled the request's future (2.1 KiB).
 async fn send_within<F: std::future::Future>(
-    send: F,
+    mut send: Pin<&mut F>,
     timeout: Duration,
     close: &CancellationToken,
 ) -> Option<Result<F::Output, tokio::time::error::Elapsed>> {
-    let mut send = std::pin::pin!(send);
     let start = tokio::time::Instant::now();
     let deadline = start + timeout;
     let mut check = start + CLOSE_CHECK;
@@ -236,9 +239,8 @@ pub async fn forward(
         let started = Instant::now();
         active.sent();
         sends += 1;
-        let Some(result) =
-            send_within(send(&entry, h2 || upgrade, breq), backend_timeout, &close).await
-        else {
+        let sending = std::pin::pin!(send(&entry, h2 || upgrade, breq));
+        let Some(result) = send_within(sending, backend_timeout, &close).await else {
             return fail(
                 record,
                 StatusCode::BAD_GATEWAY,
