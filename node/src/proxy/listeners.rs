@@ -67,7 +67,7 @@ impl Running {
     /// ones to the second, so a client sees "refused" and then "accepted" again. Shutting
     /// the sockets down here, one after the other on this thread, takes them out of the
     /// group together (`shutdown(SHUT_RD)` on a listening socket stops it on Linux).
-    fn close(self) {
+    fn close(&self) {
         self.stop.cancel();
         for s in &self.sockets {
             if let Err(e) = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Both) {
@@ -206,21 +206,16 @@ fn reconcile(
             true
         }
     });
-    let closing: Vec<String> = running
-        .iter()
-        .filter(|(id, r)| {
-            !wanted
-                .get(id.as_str())
-                .is_some_and(|(b, p)| *b == r.bind && *p == r.protocol)
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in closing {
-        if let Some(r) = running.remove(&id) {
+    running.retain(|id, r| {
+        let keep = wanted
+            .get(id.as_str())
+            .is_some_and(|(b, p)| *b == r.bind && *p == r.protocol);
+        if !keep {
             tracing::info!(listener = %id, addr = %r.bind.addr, "listener closed");
             r.close();
         }
-    }
+        keep
+    });
     for (id, (bind, protocol)) in wanted {
         if let Some(r) = running.get_mut(id) {
             if let (Some((slot, fp)), Some((config, new_fp))) = (r.tls.as_mut(), new_tls.remove(id))
