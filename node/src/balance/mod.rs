@@ -159,13 +159,13 @@ pub fn build(algorithm: Algorithm, endpoints: &[Endpoint]) -> Arc<dyn Balancer> 
 /// and not draining (the caller's business); this function only adds the backup rule, so
 /// every algorithm gets it for free.
 pub fn eligible_mask(endpoints: &[Endpoint], usable: impl Fn(usize) -> bool) -> Vec<bool> {
-    let usable: Vec<bool> = (0..endpoints.len()).map(usable).collect();
-    let any_primary = endpoints.iter().zip(&usable).any(|(e, &u)| u && !e.backup);
-    endpoints
-        .iter()
-        .zip(usable)
-        .map(|(e, u)| u && (e.backup != any_primary))
-        .collect()
+    // One vector, narrowed in place (this runs for every request and connection).
+    let mut mask: Vec<bool> = (0..endpoints.len()).map(usable).collect();
+    let any_primary = endpoints.iter().zip(&mask).any(|(e, &u)| u && !e.backup);
+    for (m, e) in mask.iter_mut().zip(endpoints) {
+        *m = *m && (e.backup != any_primary);
+    }
+    mask
 }
 
 /// Whether `i` is eligible; an index past the mask counts as ineligible, so a mask of the

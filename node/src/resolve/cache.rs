@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 
 use super::dns::{self, TokioResolver};
 use super::vm::VmClient;
-use super::{Lookup, ResolveError, ResolverConfig};
+use super::{Addrs, Lookup, ResolveError, ResolverConfig};
 
 /// What kind of name a [`Key`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,7 +88,7 @@ impl Answer {
     fn to_lookup(&self) -> Lookup {
         match self {
             Answer::Pending => Lookup::Pending,
-            Answer::Ready(addrs) => Lookup::Ready(addrs.clone()),
+            Answer::Ready(addrs) => Lookup::Ready(Addrs::Shared(addrs.clone())),
             Answer::Failed(message) => Lookup::Failed(message.to_string()),
         }
     }

@@ -75,11 +75,54 @@ impl Default for ResolverConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// The addresses to use (never empty).
-    Ready(Arc<[SocketAddr]>),
+    Ready(Addrs),
     /// Resolution is under way; try again (the caller treats the backend as unavailable).
     Pending,
     /// The name never resolved, or PlasmaVMC says the VM is not running or gone.
     Failed(String),
+}
+
+/// The addresses of a [`Lookup::Ready`]: an IP backend's one address by value, or a
+/// resolved name's list shared with the cache. The data plane looks up the backend of
+/// every request and connection; an IP backend's answer allocated each time before.
+#[derive(Debug, Clone)]
+pub enum Addrs {
+    /// An IP address (or IP literal) and the port.
+    One(SocketAddr),
+    /// What the name resolved to.
+    Shared(Arc<[SocketAddr]>),
+}
+
+impl std::ops::Deref for Addrs {
+    type Target = [SocketAddr];
+
+    fn deref(&self) -> &[SocketAddr] {
+        match self {
+            Addrs::One(a) => std::slice::from_ref(a),
+            Addrs::Shared(list) => list,
+        }
+    }
+}
+
+/// Equal when the same addresses in the same order, however held.
+impl PartialEq for Addrs {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Addrs {}
+
+impl From<Arc<[SocketAddr]>> for Addrs {
+    fn from(list: Arc<[SocketAddr]>) -> Self {
+        Addrs::Shared(list)
+    }
+}
+
+impl From<Vec<SocketAddr>> for Addrs {
+    fn from(list: Vec<SocketAddr>) -> Self {
+        Addrs::Shared(list.into())
+    }
 }
 
 /// Why a name has no addresses.
@@ -173,10 +216,10 @@ impl Resolver {
     /// it in the background (one resolution per name however many callers ask).
     pub fn lookup(&self, address: &BackendAddress, port: u16) -> Lookup {
         match address {
-            BackendAddress::Ip(ip) => Lookup::Ready(Arc::from([SocketAddr::new(*ip, port)])),
+            BackendAddress::Ip(ip) => Lookup::Ready(Addrs::One(SocketAddr::new(*ip, port))),
             BackendAddress::Hostname(name) => {
                 if let Some(ip) = literal_ip(name) {
-                    return Lookup::Ready(Arc::from([SocketAddr::new(ip, port)]));
+                    return Lookup::Ready(Addrs::One(SocketAddr::new(ip, port)));
                 }
                 self.cache.lookup(cache::Kind::Host, name, port)
             }

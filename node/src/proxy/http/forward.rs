@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::access::Record;
 use super::body::{self, Active, ClientBody, ProxyBody, RequestBody};
 use super::client::Entry;
+use super::h1client::Outgoing;
 use super::headers::{self, Forwarded};
 use super::respond::Reply;
 use super::service::{fail, ConnCtx};
@@ -230,16 +231,15 @@ pub async fn forward(
             keep_forwarded_for: conn.live.trusts_forwarded_from(client_ip),
         };
         let send_body = body.take().unwrap_or_else(body::empty);
-        let breq =
-            match backend_request(&parts, &entry, addr, h2, !(h2 || upgrade), &fwd, send_body) {
-                Ok(r) => r,
-                Err(why) => return fail(record, StatusCode::BAD_REQUEST, why),
-            };
+        let breq = match backend_request(&parts, &entry, addr, h2, upgrade, &fwd, send_body) {
+            Ok(r) => r,
+            Err(why) => return fail(record, StatusCode::BAD_REQUEST, why),
+        };
         let close = plan.states[i].close_token();
         let started = Instant::now();
         active.sent();
         sends += 1;
-        let sending = std::pin::pin!(send(&entry, h2 || upgrade, breq));
+        let sending = std::pin::pin!(send(&entry, breq));
         let Some(result) = send_within(sending, backend_timeout, &close).await else {
             return fail(
                 record,
@@ -433,61 +433,72 @@ impl SendFailed {
     }
 }
 
-/// Sends `req` to the backend of `entry`: through hyper's clients when `hyper` (HTTP/2 or
-/// an upgrade), else through ours.
-async fn send(entry: &Entry, hyper: bool, req: Request<ProxyBody>) -> Result<Sent, SendFailed> {
-    if hyper {
-        let client = if req.version() == Version::HTTP_2 {
-            &entry.h2
-        } else {
-            &entry.h1
-        };
-        client
-            .request(req)
-            .await
-            .map(Sent::Hyper)
-            .map_err(|e| SendFailed::new(e.is_connect(), &e))
-    } else {
-        entry
+/// A request ready for a backend.
+enum BackendRequest {
+    /// For our HTTP/1 client, its head written.
+    Own(Outgoing),
+    /// For hyper's clients (HTTP/2, upgrades).
+    Hyper(Request<ProxyBody>),
+}
+
+/// Sends `req` to the backend of `entry`, through our client or hyper's.
+async fn send(entry: &Entry, req: BackendRequest) -> Result<Sent, SendFailed> {
+    match req {
+        BackendRequest::Hyper(req) => {
+            let client = if req.version() == Version::HTTP_2 {
+                &entry.h2
+            } else {
+                &entry.h1
+            };
+            client
+                .request(req)
+                .await
+                .map(Sent::Hyper)
+                .map_err(|e| SendFailed::new(e.is_connect(), &e))
+        }
+        BackendRequest::Own(out) => entry
             .http1
-            .send(req)
+            .send_outgoing(out)
             .await
             .map(Sent::Own)
-            .map_err(|e| SendFailed::new(e.is_connect(), &e))
+            .map_err(|e| SendFailed::new(e.is_connect(), &e)),
     }
 }
 
-/// The request for the backend: absolute URI (the pool key), backend headers.
+/// The request for the backend. Plain HTTP/1 goes to our client with the backend's
+/// headers written straight from the client's into the head; HTTP/2 and upgrades go to
+/// hyper's clients with an absolute URI (the pool key) and a header map.
 fn backend_request(
     parts: &http::request::Parts,
     entry: &Entry,
     addr: std::net::SocketAddr,
     h2: bool,
-    own: bool,
+    upgrade: bool,
     fwd: &Forwarded<'_>,
     body: ProxyBody,
-) -> Result<Request<ProxyBody>, String> {
+) -> Result<BackendRequest, String> {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let path = if path.starts_with('/') { path } else { "/" };
-    let uri = if own {
-        // Our HTTP/1 client writes the origin form only: no absolute URI to build.
-        match parts.uri.path_and_query() {
-            Some(pq) if pq.as_str().starts_with('/') => Uri::from(pq.clone()),
-            _ => Uri::from_static("/"),
-        }
-    } else {
-        let addr_s = addr.to_string();
-        let authority = match (h2, fwd.host) {
-            (true, Some(h)) if h.parse::<http::uri::Authority>().is_ok() => h,
-            _ => addr_s.as_str(),
-        };
-        Uri::builder()
-            .scheme(entry.scheme())
-            .authority(authority)
-            .path_and_query(path)
-            .build()
-            .map_err(|e| format!("cannot build the backend URI: {e}"))?
+    if !(h2 || upgrade) {
+        return Ok(BackendRequest::Own(Outgoing::new(
+            parts.method.clone(),
+            path,
+            parts.headers.contains_key(header::CONTENT_LENGTH),
+            body,
+            |lines| headers::forward_headers(&parts.headers, fwd, lines),
+        )));
+    }
+    let addr_s = addr.to_string();
+    let authority = match (h2, fwd.host) {
+        (true, Some(h)) if h.parse::<http::uri::Authority>().is_ok() => h,
+        _ => addr_s.as_str(),
     };
+    let uri = Uri::builder()
+        .scheme(entry.scheme())
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("cannot build the backend URI: {e}"))?;
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
@@ -497,7 +508,7 @@ fn backend_request(
         Version::HTTP_11
     };
     *req.headers_mut() = headers::to_backend(&parts.headers, fwd);
-    Ok(req)
+    Ok(BackendRequest::Hyper(req))
 }
 
 /// An error and its causes, `a: b: c`.

@@ -30,18 +30,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use http::{Method, Request, Response};
+use bytes::{Bytes, BytesMut};
+#[cfg(test)]
+use http::Request;
+use http::{Method, Response};
 use hyper::body::Body;
 
 pub use body::BackendBody;
 use body::Conn;
 use decode::{Parsed, ProtoError};
+use encode::BodyFraming;
+pub use encode::Lines;
 use pool::IdlePool;
 use upload::Upload;
 
 use super::body::ProxyBody;
 use super::client::Connector;
+#[cfg(test)]
+use super::headers::Sink as _;
 use super::BoxError;
 
 /// Largest response head accepted.
@@ -103,18 +109,33 @@ impl Client {
 
     /// Sends `req` (origin-form target from its URI; headers ready for the backend) and
     /// returns the response head with its streaming body.
+    #[cfg(test)]
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<BackendBody>, SendError> {
         let (parts, body) = req.into_parts();
-        let framing = encode::framing(
-            &parts.method,
-            &parts.headers,
-            body.is_end_stream(),
-            body.size_hint().exact(),
-        );
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut head = BytesMut::with_capacity(512);
-        encode::head(&mut head, &parts.method, target, &parts.headers, framing);
-        let mut body = body;
+        let out = Outgoing::new(
+            parts.method.clone(),
+            target,
+            parts.headers.contains_key(http::header::CONTENT_LENGTH),
+            body,
+            |lines| {
+                for (name, value) in &parts.headers {
+                    lines.put(name, value);
+                }
+            },
+        );
+        self.send_outgoing(out).await
+    }
+
+    /// Sends the request `out` and returns the response head with its streaming body.
+    pub async fn send_outgoing(&self, out: Outgoing) -> Result<Response<BackendBody>, SendError> {
+        let Outgoing {
+            method,
+            head,
+            framing,
+            body,
+        } = out;
+        let mut upload = Upload::new(head, body, framing);
         let mut retried = false;
         loop {
             let (stream, reused) = match self.pool.take() {
@@ -134,10 +155,10 @@ impl Client {
                     stream,
                     buf: BytesMut::new(),
                 },
-                upload: Upload::new(&head, body, framing),
+                upload,
                 received: false,
             };
-            let result = poll_fn(|cx| x.poll(cx, &parts.method)).await;
+            let result = poll_fn(|cx| x.poll(cx, &method)).await;
             match result {
                 Ok(head) => {
                     let body = BackendBody::new(
@@ -160,9 +181,50 @@ impl Client {
                     }
                     tracing::debug!(error = %e, "pooled backend connection was closed; retrying on a new one");
                     retried = true;
-                    body = x.upload.into_body();
+                    upload = x.upload.restart();
                 }
             }
+        }
+    }
+}
+
+/// A request for an HTTP/1 backend, its head already written: the forwarding path writes
+/// the client's headers straight into it (no header map in between).
+pub struct Outgoing {
+    method: Method,
+    /// Request line, headers, framing header and the blank line.
+    head: Bytes,
+    framing: BodyFraming,
+    body: ProxyBody,
+}
+
+impl Outgoing {
+    /// A request for `method` and `target` (origin form) with `body`; `headers` puts the
+    /// header lines (framing headers are left out: the body's own framing is written).
+    /// `declared_length`: the client's request had a `Content-Length` (an empty body is
+    /// then sent with `Content-Length: 0`).
+    pub fn new(
+        method: Method,
+        target: &str,
+        declared_length: bool,
+        body: ProxyBody,
+        headers: impl FnOnce(&mut Lines<'_>),
+    ) -> Outgoing {
+        let framing = encode::framing_of(
+            &method,
+            declared_length,
+            body.is_end_stream(),
+            body.size_hint().exact(),
+        );
+        let mut head = BytesMut::with_capacity(512);
+        encode::request_line(&mut head, &method, target);
+        headers(&mut Lines(&mut head));
+        encode::end_head(&mut head, framing);
+        Outgoing {
+            method,
+            head: head.freeze(),
+            framing,
+            body,
         }
     }
 }
@@ -194,12 +256,9 @@ impl Exchange {
                     self.received = true;
                     progress = true;
                     loop {
-                        match decode::parse_head(&self.conn.buf, method)? {
-                            Parsed::Final(head) => {
-                                self.conn.buf.advance(head.len);
-                                return Poll::Ready(Ok(head));
-                            }
-                            Parsed::Interim(n) => self.conn.buf.advance(n),
+                        match decode::parse_head(&mut self.conn.buf, method)? {
+                            Parsed::Final(head) => return Poll::Ready(Ok(head)),
+                            Parsed::Interim => {}
                             Parsed::Partial if self.conn.buf.len() > MAX_HEAD => {
                                 return Poll::Ready(Err(
                                     ProtoError("response head too large").into()

@@ -44,9 +44,12 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            let id = uuid::Uuid::new_v4();
+            // Owned by its bytes' one allocation: the value is cloned into the backend
+            // request, the response and the access log, and a copied value would be
+            // allocated again (shared) at its first clone.
             let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-            HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+            uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(buf))
                 .unwrap_or_else(|_| HeaderValue::from_static("-"))
         });
     id.set_sensitive(true);
@@ -78,20 +81,22 @@ fn connection_names(value: &HeaderValue) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Header names listed in `Connection` (lower case).
-fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::CONNECTION)
+/// Whether `name` is listed in one of the `Connection` headers `listed`.
+fn named_in(listed: &http::header::GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
+    listed
         .iter()
         .flat_map(connection_names)
-        .map(str::to_ascii_lowercase)
-        .collect()
+        .any(|t| t.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Whether `headers` ask for a protocol upgrade (`Connection: upgrade` plus `Upgrade`).
 pub fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && connection_tokens(headers).iter().any(|t| t == "upgrade")
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(connection_names)
+            .any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// What the forwarding headers say.
@@ -116,28 +121,56 @@ pub struct Forwarded<'a> {
     pub keep_forwarded_for: bool,
 }
 
-/// The headers to send to the backend, built from the client's.
+/// Where [`forward_headers`] puts the backend's headers: a header map (hyper's clients),
+/// or straight into the HTTP/1 request head our client writes, so that no second map is
+/// built, hashed and dropped for every request. Each name comes once, except the names
+/// the client itself repeated.
+pub trait Sink {
+    /// A header whose value is shared with the request (or made for it).
+    fn put(&mut self, name: &HeaderName, value: &HeaderValue);
+    /// A header whose value was composed here (`X-Forwarded-For`).
+    fn put_bytes(&mut self, name: &HeaderName, value: &[u8]);
+}
+
+impl Sink for HeaderMap {
+    fn put(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.append(name.clone(), value.clone());
+    }
+
+    fn put_bytes(&mut self, name: &HeaderName, value: &[u8]) {
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            self.append(name.clone(), v);
+        }
+    }
+}
+
+/// The headers to send to the backend, built from the client's, as a map.
 pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
-    let named = connection_tokens(src);
     let mut out = HeaderMap::with_capacity(src.len() + 6);
+    forward_headers(src, f, &mut out);
+    out
+}
+
+/// Puts the headers to send to the backend, built from the client's `src`, into `out`.
+pub fn forward_headers(src: &HeaderMap, f: &Forwarded<'_>, out: &mut impl Sink) {
+    let listed = src.get_all(header::CONNECTION);
+    let named = listed.iter().next().is_some();
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut has_host = false;
+    let mut te_trailers = false;
     // The client's `Host` value, shared (not copied) into `X-Forwarded-Host` when it is
     // the host the request is for (HTTP/1, the common case).
     let mut host_src: Option<&HeaderValue> = None;
     for (name, value) in src {
         if *name == header::TE {
             // gRPC needs `te: trailers`; every other TE value is hop-by-hop.
-            if value
+            te_trailers |= value
                 .as_bytes()
                 .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-            {
-                out.insert(header::TE, HeaderValue::from_static("trailers"));
-            }
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
             continue;
         }
-        if is_hop_by_hop(name) || named.iter().any(|t| t == name.as_str()) {
+        if is_hop_by_hop(name) || (named && named_in(&listed, name)) {
             continue;
         }
         if *name == X_FORWARDED_FOR {
@@ -160,43 +193,61 @@ pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
                 continue;
             }
         }
-        out.append(name.clone(), value.clone());
+        out.put(name, value);
+    }
+    if te_trailers {
+        out.put(&header::TE, &HeaderValue::from_static("trailers"));
     }
     if !has_host && !f.h2_backend {
         if let Some(v) = f.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-            out.insert(header::HOST, v);
+            out.put(&header::HOST, &v);
         }
     }
     if let Some(v) = forwarded_for(&xff, f.client_ip) {
-        out.insert(X_FORWARDED_FOR.clone(), v);
+        out.put_bytes(&X_FORWARDED_FOR, v.as_bytes());
     }
-    out.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if f.https { "https" } else { "http" }),
+    out.put(
+        &X_FORWARDED_PROTO,
+        &HeaderValue::from_static(if f.https { "https" } else { "http" }),
     );
-    let forwarded_host = match (f.host, host_src) {
-        (Some(h), Some(v)) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
-        (h, _) => h.and_then(|h| HeaderValue::from_str(h).ok()),
-    };
-    if let Some(v) = forwarded_host {
-        out.insert(X_FORWARDED_HOST.clone(), v);
+    match (f.host, host_src) {
+        (Some(h), Some(v)) if v.as_bytes() == h.as_bytes() => out.put(&X_FORWARDED_HOST, v),
+        (h, _) => {
+            if let Some(v) = h.and_then(|h| HeaderValue::from_str(h).ok()) {
+                out.put(&X_FORWARDED_HOST, &v);
+            }
+        }
     }
-    out.insert(X_REQUEST_ID.clone(), f.request_id.clone());
+    out.put(&X_REQUEST_ID, f.request_id);
     if let Some(s) = f.subject {
-        out.insert(X_CLIENT_CERT_SUBJECT.clone(), s.clone());
+        out.put(&X_CLIENT_CERT_SUBJECT, s);
     }
     if f.upgrade {
         if let Some(u) = src.get(header::UPGRADE) {
-            out.insert(header::UPGRADE, u.clone());
-            out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            out.put(&header::UPGRADE, u);
+            out.put(&header::CONNECTION, &HeaderValue::from_static("upgrade"));
         }
     }
-    out
+}
+
+/// An `X-Forwarded-For` value: a lone client address stays on the stack.
+enum ForwardedFor {
+    Lone([u8; 48], usize),
+    Chain(Vec<u8>),
+}
+
+impl ForwardedFor {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            ForwardedFor::Lone(buf, n) => &buf[..*n],
+            ForwardedFor::Chain(v) => v,
+        }
+    }
 }
 
 /// `X-Forwarded-For`: the kept chain (trusted forwarders only) and the client, written
 /// without intermediate strings (this runs for every request).
-fn forwarded_for(chain: &[&[u8]], client: IpAddr) -> Option<HeaderValue> {
+fn forwarded_for(chain: &[&[u8]], client: IpAddr) -> Option<ForwardedFor> {
     use std::io::Write as _;
     let mut buf = [0u8; 48];
     let left = {
@@ -204,9 +255,9 @@ fn forwarded_for(chain: &[&[u8]], client: IpAddr) -> Option<HeaderValue> {
         write!(w, "{}", client.to_canonical()).ok()?;
         w.len()
     };
-    let ip = &buf[..buf.len() - left];
+    let n = buf.len() - left;
     if chain.iter().all(|v| v.trim_ascii().is_empty()) {
-        return HeaderValue::from_bytes(ip).ok();
+        return Some(ForwardedFor::Lone(buf, n));
     }
     let mut out = Vec::with_capacity(64);
     for v in chain {
@@ -216,8 +267,8 @@ fn forwarded_for(chain: &[&[u8]], client: IpAddr) -> Option<HeaderValue> {
             out.extend_from_slice(b", ");
         }
     }
-    out.extend_from_slice(ip);
-    HeaderValue::from_bytes(&out).ok()
+    out.extend_from_slice(&buf[..n]);
+    Some(ForwardedFor::Chain(out))
 }
 
 /// Removes hop-by-hop headers from a backend response; a `101 Switching Protocols` keeps
@@ -384,13 +435,18 @@ mod tests {
     #[test]
     fn forwarded_for_appends_the_client_to_a_trusted_chain() {
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        assert_eq!(forwarded_for(&[], v6).unwrap(), "2001:db8::1");
+        assert_eq!(forwarded_for(&[], v6).unwrap().as_bytes(), b"2001:db8::1");
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(forwarded_for(&[b" "], mapped).unwrap(), "192.0.2.7");
+        assert_eq!(
+            forwarded_for(&[b" "], mapped).unwrap().as_bytes(),
+            b"192.0.2.7"
+        );
         let long: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
         assert_eq!(
-            forwarded_for(&[b" 10.0.0.1, 10.0.0.2 ", b"10.0.0.3"], long).unwrap(),
-            "10.0.0.1, 10.0.0.2, 10.0.0.3, ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"
+            forwarded_for(&[b" 10.0.0.1, 10.0.0.2 ", b"10.0.0.3"], long)
+                .unwrap()
+                .as_bytes(),
+            b"10.0.0.1, 10.0.0.2, 10.0.0.3, ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"
         );
     }
 }

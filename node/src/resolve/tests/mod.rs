@@ -107,7 +107,10 @@ async fn localhost_resolves_to_loopback() {
                     || a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
             "{resolved:?}"
         );
-        assert_eq!(resolver.lookup(&localhost, 80), Lookup::Ready(resolved));
+        assert_eq!(
+            resolver.lookup(&localhost, 80),
+            Lookup::Ready(resolved.into())
+        );
     })
     .await;
 }

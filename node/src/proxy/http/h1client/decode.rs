@@ -1,9 +1,13 @@
 //! Reading a backend's HTTP/1 response: the head (status line and headers), how its body
-//! is framed (RFC 9112 §6.3), and the chunked transfer coding. Pure functions over byte
-//! slices, so every case is unit-tested without sockets.
+//! is framed (RFC 9112 §6.3), and the chunked transfer coding. Functions over the read
+//! buffer and byte slices, no sockets, so every case is unit-tested.
 
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+use smallvec::SmallVec;
 
 /// Response headers accepted (hyper's client default is 100).
 const MAX_HEADERS: usize = 128;
@@ -35,8 +39,6 @@ pub enum Framing {
 pub struct Head {
     /// Status, version and headers (hop-by-hop ones included: the caller strips them).
     pub parts: http::response::Parts,
-    /// Bytes of the head, blank line included.
-    pub len: usize,
     /// How the body is delimited.
     pub framing: Framing,
     /// Whether the connection may carry another request once the body is read.
@@ -48,17 +50,25 @@ pub struct Head {
 pub enum Parsed {
     /// Not a whole head yet.
     Partial,
-    /// An interim 1xx response (100 Continue, 103 Early Hints) of this many bytes: skipped.
-    Interim(usize),
+    /// An interim 1xx response (100 Continue, 103 Early Hints), taken off and skipped.
+    Interim,
     /// The final response head.
     Final(Head),
 }
 
-/// Parses the response head at the start of `buf`, for a request with `method`.
-pub fn parse_head(buf: &[u8], method: &Method) -> Result<Parsed, ProtoError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut r = httparse::Response::new(&mut slots);
-    let len = match r.parse(buf) {
+/// Takes the response head off the front of `buf`, for a request with `method`: an
+/// interim or final head is split off (`Partial` leaves `buf` as it was).
+///
+/// The header values share the head's bytes instead of each being copied: the head is
+/// split off the read buffer (which then shares its allocation) and every value is a
+/// slice of it. Copied, a typical response cost five allocations for its values and one
+/// more where `Connection` was cloned (`clean_response`).
+pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ProtoError> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut r, buf, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => return Err(ProtoError("too many headers")),
@@ -67,17 +77,28 @@ pub fn parse_head(buf: &[u8], method: &Method) -> Result<Parsed, ProtoError> {
     let code = r.code.ok_or(ProtoError("no status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| ProtoError("bad status code"))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(Parsed::Interim(len));
+        buf.advance(len);
+        return Ok(Parsed::Interim);
     }
     let version = match r.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let mut headers = HeaderMap::with_capacity(r.headers.len());
-    for h in r.headers.iter() {
+    // Where each name and value sits in the head: offsets, kept while `r` borrows `buf`.
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let spans: SmallVec<[[(usize, usize); 2]; 16]> = r
+        .headers
+        .iter()
+        .map(|h| [at(h.name.as_bytes()), at(h.value)])
+        .collect();
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for [(n, nl), (v, vl)] in spans {
         let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ProtoError("bad header name"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| ProtoError("bad header value"))?;
+            HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| ProtoError("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+            .map_err(|_| ProtoError("bad header value"))?;
         headers.append(name, value);
     }
     let (framing, mut keep_alive) = framing(&headers, status, method)?;
@@ -88,7 +109,6 @@ pub fn parse_head(buf: &[u8], method: &Method) -> Result<Parsed, ProtoError> {
     parts.headers = headers;
     Ok(Parsed::Final(Head {
         parts,
-        len,
         framing,
         keep_alive,
     }))
@@ -319,21 +339,27 @@ mod tests {
     use super::*;
 
     fn head(raw: &str, method: Method) -> Head {
-        match parse_head(raw.as_bytes(), &method) {
-            Ok(Parsed::Final(h)) => h,
+        head_and_rest(raw, method).0
+    }
+
+    /// The head and what is left in the buffer after it.
+    fn head_and_rest(raw: &str, method: Method) -> (Head, BytesMut) {
+        let mut buf = BytesMut::from(raw);
+        match parse_head(&mut buf, &method) {
+            Ok(Parsed::Final(h)) => (h, buf),
             other => panic!("expected a final head, got {other:?}"),
         }
     }
 
     #[test]
     fn length_keep_alive_and_close() {
-        let h = head(
+        let (h, rest) = head_and_rest(
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhello",
             Method::GET,
         );
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
-        assert_eq!(h.len, 46);
+        assert_eq!(&rest[..], b"hello");
         assert_eq!(h.parts.headers["x-a"], "b");
         let h = head(
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
@@ -348,6 +374,25 @@ mod tests {
             Method::GET,
         );
         assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn header_values_share_the_read_buffer() {
+        let raw = "HTTP/1.1 200 OK\r\nserver: t\r\ncontent-length: 5\r\n\r\nhello";
+        let mut buf = BytesMut::from(raw);
+        let read = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let h = match parse_head(&mut buf, &Method::GET) {
+            Ok(Parsed::Final(h)) => h,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&buf[..], b"hello", "the head is split off, the body stays");
+        for v in h.parts.headers.values() {
+            let at = v.as_bytes().as_ptr() as usize;
+            assert!(
+                read.contains(&at),
+                "{v:?} was copied out of the read buffer"
+            );
+        }
     }
 
     #[test]
@@ -371,15 +416,21 @@ mod tests {
 
     #[test]
     fn interim_responses_are_skipped() {
-        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
-        match parse_head(raw, &Method::POST) {
-            Ok(Parsed::Interim(25)) => {}
+        let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"[..]);
+        match parse_head(&mut buf, &Method::POST) {
+            Ok(Parsed::Interim) => {}
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            &buf[..],
+            b"HTTP/1.1 200 OK\r\n",
+            "the interim head is taken off"
+        );
         assert!(matches!(
-            parse_head(&raw[25..], &Method::POST),
+            parse_head(&mut buf, &Method::POST),
             Ok(Parsed::Partial)
         ));
+        assert_eq!(buf.len(), 17, "a partial head stays");
     }
 
     #[test]
@@ -414,7 +465,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
         ] {
             assert!(
-                parse_head(raw.as_bytes(), &Method::GET).is_err(),
+                parse_head(&mut BytesMut::from(raw), &Method::GET).is_err(),
                 "accepted {raw:?}"
             );
         }
@@ -426,7 +477,7 @@ mod tests {
         let many: String = (0..200).map(|i| format!("x-{i}: v\r\n")).collect();
         let raw = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
         assert_eq!(
-            parse_head(raw.as_bytes(), &Method::GET).unwrap_err(),
+            parse_head(&mut BytesMut::from(raw.as_str()), &Method::GET).unwrap_err(),
             ProtoError("too many headers")
         );
     }

@@ -1,8 +1,10 @@
 //! Writing a request to a backend over HTTP/1.1: the head, and the body's framing.
 
 use bytes::{BufMut, BytesMut};
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
+
+use super::super::headers::Sink;
 
 /// How the request body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,18 +18,29 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// The framing for a body that is already at its end (`ended`) or of `exact` length.
-/// An empty body gets `Content-Length: 0` where a body is expected (the client sent a
-/// length, or the method is POST, PUT or PATCH), as hyper's client does.
+/// [`framing_of`] for a request with `headers`.
+#[cfg(test)]
 pub fn framing(
     method: &Method,
     headers: &HeaderMap,
     ended: bool,
     exact: Option<u64>,
 ) -> BodyFraming {
+    framing_of(
+        method,
+        headers.contains_key(header::CONTENT_LENGTH),
+        ended,
+        exact,
+    )
+}
+
+/// The framing for a body that is already at its end (`ended`) or of `exact` length.
+/// An empty body gets `Content-Length: 0` where a body is expected (the client's request
+/// had a length: `declared`, or the method is POST, PUT or PATCH), as hyper's client does.
+pub fn framing_of(method: &Method, declared: bool, ended: bool, exact: Option<u64>) -> BodyFraming {
     if ended || exact == Some(0) {
-        let expects_body = headers.contains_key(header::CONTENT_LENGTH)
-            || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+        let expects_body =
+            declared || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
         return if expects_body {
             BodyFraming::Length(0)
         } else {
@@ -43,6 +56,7 @@ pub fn framing(
 /// Appends the request head: `target` is origin-form (path and query); `headers` are
 /// the backend headers (hop-by-hop ones already removed), whose own framing headers are
 /// replaced by `body`'s.
+#[cfg(test)]
 pub fn head(
     out: &mut BytesMut,
     method: &Method,
@@ -50,19 +64,24 @@ pub fn head(
     headers: &HeaderMap,
     body: BodyFraming,
 ) {
+    request_line(out, method, target);
+    let mut lines = Lines(out);
+    for (name, value) in headers {
+        lines.put(name, value);
+    }
+    end_head(out, body);
+}
+
+/// Appends the request line.
+pub fn request_line(out: &mut BytesMut, method: &Method, target: &str) {
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(target.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
+}
+
+/// Appends the framing header of `body` and the blank line that ends the head.
+pub fn end_head(out: &mut BytesMut, body: BodyFraming) {
     match body {
         BodyFraming::None => {}
         BodyFraming::Length(n) => {
@@ -73,6 +92,26 @@ pub fn head(
         BodyFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.put_slice(b"\r\n");
+}
+
+/// Header lines written into a request head, between [`request_line`] and
+/// [`end_head`]. The framing headers are left out: `end_head` writes the body's own.
+pub struct Lines<'a>(pub &'a mut BytesMut);
+
+impl Sink for Lines<'_> {
+    fn put(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.put_bytes(name, value.as_bytes());
+    }
+
+    fn put_bytes(&mut self, name: &HeaderName, value: &[u8]) {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            return;
+        }
+        self.0.put_slice(name.as_str().as_bytes());
+        self.0.put_slice(b": ");
+        self.0.put_slice(value);
+        self.0.put_slice(b"\r\n");
+    }
 }
 
 /// Appends one chunk of a chunked body (never an empty one: that would end the body).

@@ -8,7 +8,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hyper::body::{Body, Frame};
 use tokio::io::AsyncWrite;
 
@@ -25,7 +25,11 @@ pub(super) struct Upload {
     body: ProxyBody,
     /// The body has been read to its end (or has none).
     body_done: bool,
-    /// Bytes encoded but not yet written.
+    /// The request head, written from `head_sent` on before anything in `out`. Kept
+    /// whole (not consumed) so that a request resent on a new connection needs no copy.
+    head: Bytes,
+    head_sent: usize,
+    /// Body bytes encoded but not yet written.
     out: BytesMut,
     framing: BodyFraming,
     /// Body bytes taken (checked against a declared length).
@@ -38,11 +42,13 @@ pub(super) struct Upload {
 
 impl Upload {
     /// Starts with the encoded `head`.
-    pub fn new(head: &[u8], body: ProxyBody, framing: BodyFraming) -> Self {
+    pub fn new(head: Bytes, body: ProxyBody, framing: BodyFraming) -> Self {
         Upload {
             body,
             body_done: matches!(framing, BodyFraming::None | BodyFraming::Length(0)),
-            out: BytesMut::from(head),
+            head,
+            head_sent: 0,
+            out: BytesMut::new(),
             framing,
             sent: 0,
             touched: false,
@@ -52,7 +58,12 @@ impl Upload {
 
     /// Everything was sent.
     pub fn is_done(&self) -> bool {
-        self.body_done && self.out.is_empty() && self.write_error.is_none()
+        self.body_done && self.pending() == 0 && self.write_error.is_none()
+    }
+
+    /// Bytes encoded and not yet written.
+    fn pending(&self) -> usize {
+        self.head.len() - self.head_sent + self.out.len()
     }
 
     /// The write error, if writing failed.
@@ -60,9 +71,10 @@ impl Upload {
         self.write_error.take()
     }
 
-    /// The body, for sending the request again elsewhere (only if not `touched`).
-    pub fn into_body(self) -> ProxyBody {
-        self.body
+    /// The same request from its start, for sending it again on another connection
+    /// (only if not `touched`: no body byte was taken yet).
+    pub fn restart(self) -> Upload {
+        Upload::new(self.head, self.body, self.framing)
     }
 
     /// Moves the request as far as it can go without waiting; `Ok(true)` if anything
@@ -91,9 +103,19 @@ impl Upload {
                     Poll::Pending => break,
                 }
             }
-            while !self.out.is_empty() && self.write_error.is_none() {
-                match Pin::new(&mut *stream).poll_write(cx, &self.out) {
+            while self.pending() > 0 && self.write_error.is_none() {
+                let unsent_head = self.head_sent < self.head.len();
+                let bytes = if unsent_head {
+                    &self.head[self.head_sent..]
+                } else {
+                    &self.out[..]
+                };
+                match Pin::new(&mut *stream).poll_write(cx, bytes) {
                     Poll::Ready(Ok(0)) => self.write_error = Some(io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(n)) if unsent_head => {
+                        self.head_sent += n;
+                        moved = true;
+                    }
                     Poll::Ready(Ok(n)) => {
                         self.out.advance(n);
                         moved = true;
@@ -102,6 +124,7 @@ impl Upload {
                     Poll::Pending => break,
                 }
                 if self.write_error.is_some() {
+                    self.head_sent = self.head.len();
                     self.out.clear();
                 }
             }
@@ -113,6 +136,7 @@ impl Upload {
     }
 
     fn encode(&mut self, frame: Frame<bytes::Bytes>) -> Result<(), SendError> {
+        self.head_into_out();
         match frame.into_data() {
             Ok(data) => {
                 self.sent += data.len() as u64;
@@ -135,10 +159,24 @@ impl Upload {
         }
     }
 
+    /// Moves what is unsent of the head in front of the body bytes, so that the head and
+    /// the body's first bytes leave in one write. Only once a body frame was taken: the
+    /// request cannot be resent then, so the head is not needed whole any more.
+    fn head_into_out(&mut self) {
+        if self.head_sent < self.head.len() {
+            let mut out = BytesMut::with_capacity(self.pending());
+            out.put_slice(&self.head[self.head_sent..]);
+            out.put_slice(&self.out);
+            self.out = out;
+            self.head_sent = self.head.len();
+        }
+    }
+
     fn end(&mut self, trailers: Option<&http::HeaderMap>) -> Result<(), SendError> {
         if self.body_done {
             return Ok(());
         }
+        self.head_into_out();
         self.body_done = true;
         match self.framing {
             BodyFraming::Chunked => encode::last_chunk(&mut self.out, trailers),
@@ -157,7 +195,7 @@ impl std::fmt::Debug for Upload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upload")
             .field("body_done", &self.body_done)
-            .field("pending", &self.out.len())
+            .field("pending", &self.pending())
             .field("sent", &self.sent)
             .field("write_error", &self.write_error)
             .finish()
