@@ -154,13 +154,17 @@ pub fn build(algorithm: Algorithm, endpoints: &[Endpoint]) -> Arc<dyn Balancer> 
     }
 }
 
+/// Which endpoints of a pool may be picked, by index: on the stack for pools of up to 32
+/// backends (built for every request and connection, it allocated each time before).
+pub type Mask = smallvec::SmallVec<[bool; 32]>;
+
 /// The eligibility mask with the backup rule applied: the usable primaries; if no primary
 /// is usable, the usable backups. `usable(i)` says whether endpoint `i` is healthy, enabled
 /// and not draining (the caller's business); this function only adds the backup rule, so
 /// every algorithm gets it for free.
-pub fn eligible_mask(endpoints: &[Endpoint], usable: impl Fn(usize) -> bool) -> Vec<bool> {
-    // One vector, narrowed in place (this runs for every request and connection).
-    let mut mask: Vec<bool> = (0..endpoints.len()).map(usable).collect();
+pub fn eligible_mask(endpoints: &[Endpoint], usable: impl Fn(usize) -> bool) -> Mask {
+    // Narrowed in place (this runs for every request and connection).
+    let mut mask: Mask = (0..endpoints.len()).map(usable).collect();
     let any_primary = endpoints.iter().zip(&mask).any(|(e, &u)| u && !e.backup);
     for (m, e) in mask.iter_mut().zip(endpoints) {
         *m = *m && (e.backup != any_primary);

@@ -111,15 +111,24 @@ fn eligible_mask_prefers_usable_primaries() {
         endpoint("p1", 1, false),
         endpoint("b1", 1, true),
     ];
-    assert_eq!(eligible_mask(&eps, |_| true), [true, false, true, false]);
-    assert_eq!(eligible_mask(&eps, |i| i != 0), [false, false, true, false]);
+    assert_eq!(
+        eligible_mask(&eps, |_| true)[..],
+        [true, false, true, false]
+    );
+    assert_eq!(
+        eligible_mask(&eps, |i| i != 0)[..],
+        [false, false, true, false]
+    );
     // No primary usable: the usable backups.
     assert_eq!(
-        eligible_mask(&eps, |i| i == 1 || i == 3),
+        eligible_mask(&eps, |i| i == 1 || i == 3)[..],
         [false, true, false, true]
     );
-    assert_eq!(eligible_mask(&eps, |i| i == 3), [false, false, false, true]);
-    assert_eq!(eligible_mask(&eps, |_| false), [false; 4]);
+    assert_eq!(
+        eligible_mask(&eps, |i| i == 3)[..],
+        [false, false, false, true]
+    );
+    assert_eq!(eligible_mask(&eps, |_| false)[..], [false; 4]);
     assert!(eligible_mask(&[], |_| true).is_empty());
 }
 

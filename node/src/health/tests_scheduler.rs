@@ -300,13 +300,13 @@ async fn an_open_circuit_and_a_passive_ejection_make_a_backend_ineligible() {
         &defaults(),
         &Assignment::local(),
     );
-    assert_eq!(p.eligible(), vec![true, true]);
+    assert_eq!(p.eligible()[..], [true, true]);
 
     // Two failures open a's circuit (the breaker's threshold is below passive's 5).
     report(&p.states[0], Outcome::ConnectFailed);
     report(&p.states[0], Outcome::Timeout);
     assert_eq!(p.states[0].circuit_state(), CircuitState::Open);
-    assert_eq!(p.eligible(), vec![false, true]);
+    assert_eq!(p.eligible()[..], [false, true]);
     assert!(
         p.states[0].health_status(false).healthy,
         "an open circuit is not a health verdict"
@@ -316,7 +316,7 @@ async fn an_open_circuit_and_a_passive_ejection_make_a_backend_ineligible() {
     for _ in 0..5 {
         report(&p.states[1], Outcome::Reset);
     }
-    assert_eq!(p.eligible(), vec![false, false]);
+    assert_eq!(p.eligible()[..], [false, false]);
     let h = p.states[1].health_status(false);
     assert!(!h.healthy && h.last_error.unwrap_or_default().contains("ejected for 30s"));
 }

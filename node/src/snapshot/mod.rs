@@ -69,7 +69,7 @@ impl PoolPlan {
     /// still a working one, so it must neither bring in the backups nor make BGP withdraw
     /// the VIP (which reads this mask). The data plane checks capacity at pick time
     /// instead ([`PoolPlan::has_room`]), on the one backend the balancer chose.
-    pub fn eligible(&self) -> Vec<bool> {
+    pub fn eligible(&self) -> crate::balance::Mask {
         let check = self.pool.has_active_check();
         crate::balance::eligible_mask(&self.endpoints, |i| {
             self.backends[i].accepts_new_connections()

@@ -85,8 +85,8 @@ fn capacity_is_not_health() {
     p.states[0].stats.active.store(1, Ordering::Relaxed);
     assert!(!p.has_room(0));
     assert_eq!(
-        p.eligible(),
-        vec![true, false],
+        p.eligible()[..],
+        [true, false],
         "a full primary keeps the backup out and stays eligible (BGP keeps the VIP)"
     );
     assert!(p.at_capacity());
@@ -122,7 +122,7 @@ fn a_full_backend_is_skipped_at_pick_time() {
     let ctx = PickContext {
         client: ([192, 0, 2, 1], 5000).into(),
     };
-    let pick = |eligible: &mut Vec<bool>| match pick_addr(&p, eligible, &ctx, &resolver) {
+    let pick = |eligible: &mut [bool]| match pick_addr(&p, eligible, &ctx, &resolver) {
         Picked::Addr(i, _) => Some(i),
         Picked::Unusable(why) => panic!("{why}"),
         Picked::Nothing => None,

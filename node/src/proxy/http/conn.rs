@@ -247,6 +247,12 @@ where
 
 /// A client socket that can wait for data without a buffer.
 pub(crate) trait WaitReadable: Sized {
+    /// Whether ending a connection takes a shutdown before it is dropped: TLS sends its
+    /// `close_notify` that way, while a plain socket's close sends the FIN by itself (a
+    /// shutdown first would be one more system call per closed connection, and would not
+    /// spare a client the reset that unread bytes cause at close either).
+    const SHUTDOWN_TO_CLOSE: bool = true;
+
     /// Resolves when a read would make progress (data, EOF or an error).
     fn wait_readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 
@@ -258,6 +264,8 @@ pub(crate) trait WaitReadable: Sized {
 }
 
 impl WaitReadable for LazyTcp {
+    const SHUTDOWN_TO_CLOSE: bool = false;
+
     fn wait_readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send {
         self.readable()
     }

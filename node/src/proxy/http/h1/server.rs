@@ -33,6 +33,7 @@ use super::recv::{RecvBody, Shared};
 use super::upgrade::{OnUpgrade, Upgraded};
 use super::write::{self, Framing, Out, RequestFacts};
 use crate::proxy::http::body::{ClientBody, ResponseBody};
+use crate::proxy::http::conn::WaitReadable;
 use crate::proxy::http::service::{self, ConnCtx};
 
 /// Bytes read from the socket per call.
@@ -91,7 +92,7 @@ pub(crate) async fn serve<S>(
     fresh: bool,
 ) -> Outcome<S>
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + WaitReadable + Send + Unpin + 'static,
 {
     let now = Instant::now();
     let limits = conn.live.http.limits;
@@ -189,7 +190,7 @@ struct Conn<'a, S> {
 
 impl<S> Conn<'_, S>
 where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + WaitReadable + Send + Unpin + 'static,
 {
     /// Reads once into the buffer; sets `eof` when the client closed its side.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -324,8 +325,12 @@ where
         .await;
     }
 
-    /// Ends the connection: FIN (or TLS close_notify) if it can be sent at once.
+    /// Ends the connection: TLS close_notify if it can be sent at once; a plain socket's
+    /// FIN goes when it is dropped.
     async fn close(&mut self) {
+        if !S::SHUTDOWN_TO_CLOSE {
+            return;
+        }
         let io = &mut self.io;
         poll_fn(|cx| match Pin::new(&mut *io).poll_shutdown(cx) {
             Poll::Pending => Poll::Ready(()),
