@@ -277,3 +277,63 @@ impl Exchange {
         }
     }
 }
+
+/// Runs what reads a backend's HTTP/1 answer to a `GET` (the head parser, interim heads
+/// skipped, then the chunked decoder when the head calls for it) over `data` delivered
+/// in two reads split at `split`, as the client does. Returns one line per head, body or
+/// error, and ends at the first error or the end of the body. For fuzzing: it must not
+/// panic, and the result must not depend on where the bytes were split.
+pub fn decode_backend_bytes(data: &[u8], split: usize) -> Vec<String> {
+    use bytes::Buf;
+    let split = split.min(data.len());
+    let mut out = Vec::new();
+    let mut buf = BytesMut::new();
+    let mut body: Option<(decode::Chunked, usize)> = None;
+    for piece in [&data[..split], &data[split..]] {
+        buf.extend_from_slice(piece);
+        loop {
+            if let Some((chunked, n)) = body.as_mut() {
+                match chunked.step(&buf) {
+                    Ok(decode::Step::Data(k)) => {
+                        *n += k;
+                        buf.advance(k);
+                    }
+                    Ok(decode::Step::Skip(k)) => buf.advance(k),
+                    Ok(decode::Step::Trailers(t, _)) => {
+                        out.push(format!("body {n} bytes, trailers {t:?}"));
+                        return out;
+                    }
+                    Ok(decode::Step::End(_)) => {
+                        out.push(format!("body {n} bytes"));
+                        return out;
+                    }
+                    Ok(decode::Step::NeedMore) => break,
+                    Err(e) => {
+                        out.push(format!("body refused: {e}"));
+                        return out;
+                    }
+                }
+                continue;
+            }
+            match decode::parse_head(&mut buf, &Method::GET) {
+                Ok(Parsed::Final(h)) => {
+                    out.push(format!(
+                        "{} {:?} {:?} {:?} keep-alive {}",
+                        h.parts.status, h.parts.version, h.parts.headers, h.framing, h.keep_alive
+                    ));
+                    if h.framing != decode::Framing::Chunked {
+                        return out;
+                    }
+                    body = Some((decode::Chunked::default(), 0));
+                }
+                Ok(Parsed::Interim) => out.push("interim".into()),
+                Ok(Parsed::Partial) => break,
+                Err(e) => {
+                    out.push(format!("refused: {e}"));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}

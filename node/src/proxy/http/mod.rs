@@ -23,6 +23,7 @@ mod conn;
 mod forward;
 pub mod h1;
 mod h1client;
+pub use h1client::decode_backend_bytes;
 pub mod h2;
 mod headers;
 mod idle;

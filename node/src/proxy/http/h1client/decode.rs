@@ -86,7 +86,11 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ProtoEr
     };
     // Where each name and value sits in the head: offsets, kept while `r` borrows `buf`.
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    // (An empty slice need not point into `buf`: it becomes an empty span.)
+    let at = |s: &[u8]| match s.len() {
+        0 => (0, 0),
+        n => ((s.as_ptr() as usize).wrapping_sub(base), n),
+    };
     let spans: SmallVec<[[(usize, usize); 2]; 16]> = r
         .headers
         .iter()
@@ -94,10 +98,14 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, ProtoEr
         .collect();
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(spans.len());
+    let within = |(at, n): (usize, usize)| at.checked_add(n).filter(|end| *end <= head.len());
     for [(n, nl), (v, vl)] in spans {
-        let name =
-            HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| ProtoError("bad header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+        let (Some(name_end), Some(value_end)) = (within((n, nl)), within((v, vl))) else {
+            return Err(ProtoError("malformed response head"));
+        };
+        let name = HeaderName::from_bytes(&head[n..name_end])
+            .map_err(|_| ProtoError("bad header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v..value_end))
             .map_err(|_| ProtoError("bad header value"))?;
         headers.append(name, value);
     }
@@ -393,6 +401,14 @@ mod tests {
                 "{v:?} was copied out of the read buffer"
             );
         }
+        // Empty values, with and without a space.
+        let h = head(
+            "HTTP/1.1 204 No Content\r\nx-a:\r\nx-b: \r\nx-c: c\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(h.parts.headers["x-a"], "");
+        assert_eq!(h.parts.headers["x-b"], "");
+        assert_eq!(h.parts.headers["x-c"], "c");
     }
 
     #[test]
