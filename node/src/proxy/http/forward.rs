@@ -231,7 +231,7 @@ pub async fn forward(
             keep_forwarded_for: conn.live.trusts_forwarded_from(client_ip),
         };
         let send_body = body.take().unwrap_or_else(body::empty);
-        let breq = match backend_request(&parts, &entry, addr, h2, upgrade, &fwd, send_body) {
+        let breq = match backend_request(&parts, &entry, addr, &fwd, send_body) {
             Ok(r) => r,
             Err(why) => return fail(record, StatusCode::BAD_REQUEST, why),
         };
@@ -472,11 +472,10 @@ fn backend_request(
     parts: &http::request::Parts,
     entry: &Entry,
     addr: std::net::SocketAddr,
-    h2: bool,
-    upgrade: bool,
     fwd: &Forwarded<'_>,
     body: ProxyBody,
 ) -> Result<BackendRequest, String> {
+    let (h2, upgrade) = (fwd.h2_backend, fwd.upgrade);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let path = if path.starts_with('/') { path } else { "/" };
     if !(h2 || upgrade) {

@@ -154,7 +154,6 @@ pub fn to_backend(src: &HeaderMap, f: &Forwarded<'_>) -> HeaderMap {
 /// Puts the headers to send to the backend, built from the client's `src`, into `out`.
 pub fn forward_headers(src: &HeaderMap, f: &Forwarded<'_>, out: &mut impl Sink) {
     let listed = src.get_all(header::CONNECTION);
-    let named = listed.iter().next().is_some();
     let mut xff: Vec<&[u8]> = Vec::new();
     let mut has_host = false;
     let mut te_trailers = false;
@@ -170,7 +169,7 @@ pub fn forward_headers(src: &HeaderMap, f: &Forwarded<'_>, out: &mut impl Sink) 
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
             continue;
         }
-        if is_hop_by_hop(name) || (named && named_in(&listed, name)) {
+        if is_hop_by_hop(name) || named_in(&listed, name) {
             continue;
         }
         if *name == X_FORWARDED_FOR {
