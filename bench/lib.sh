@@ -223,9 +223,45 @@ median() {
         }' "$RAW"
 }
 
+# paired THREADS METRIC higher|lower: the median over rounds of each round's own ratio
+# fiberlb / best of the other two, with how many rounds fiberlb won ("1.02 (6/9)").
+# The three samples of one round and metric run back to back (seconds apart), so this
+# ratio cancels the machine's slow drift that a ratio of medians, taken over samples
+# minutes apart, keeps. NA without a round where fiberlb and another proxy both measured.
+paired() {
+    awk -F'\t' -v t="$1" -v m="$2" -v h="$3" '
+        $1 == t && $2 == m && $5 != "NA" && ($3 == "fiberlb" || $3 == "haproxy" || $3 == "nginx") {
+            v[$4, $3] = $5 + 0; rounds[$4] = 1
+        }
+        END {
+            for (r in rounds) {
+                if (!((r, "fiberlb") in v)) continue
+                best = ""
+                for (o = 0; o < 2; o++) {
+                    p = o ? "nginx" : "haproxy"
+                    if (!((r, p) in v)) continue
+                    x = v[r, p]
+                    if (best == "" || (h == "higher" ? x > best : x < best)) best = x
+                }
+                if (best == "" || best == 0) continue
+                q[++k] = v[r, "fiberlb"] / best
+                if (h == "higher" ? q[k] >= 1 : q[k] < 1) wins++
+            }
+            if (!k) {print "NA"; exit}
+            for (i = 2; i <= k; i++) {x = q[i]; for (j = i - 1; j >= 1 && q[j] > x; j--) q[j + 1] = q[j]; q[j + 1] = x}
+            med = (k % 2) ? q[(k + 1) / 2] : (q[k / 2] + q[k / 2 + 1]) / 2
+            printf "%.2f (%d/%d)", med, wins, k
+        }' "$RAW"
+}
+
+# The header of the tables `row` fills.
+TABLE_HEAD='| metric | fiberlb | haproxy | nginx | fiberlb / best other (medians) | per-round ratio: median (rounds won) | direct (no proxy) |
+|---|---|---|---|---|---|---|'
+
 # row THREADS METRIC LABEL higher|lower PRINTF_FORMAT: one markdown table row with the
 # medians of fiberlb, haproxy, nginx, the ratio fiberlb / best of the other two (with
-# win/loss) and the direct (no proxy) median, "n/a" when there is no direct sample.
+# win/loss), the paired per-round ratio and the direct (no proxy) median, "n/a" when
+# there is no direct sample.
 row() {
     local t=$1 metric=$2 label=$3 better=$4 fmt=$5 best="" ratio p
     declare -A med=()
@@ -254,8 +290,8 @@ row() {
             awk -v v="$1" -v f="$fmt" 'BEGIN {printf f, v}'
         fi
     }
-    printf '| %s | %s | %s | %s | %s | %s |\n' "$label" "$(fmtv "${med[fiberlb]}")" "$(fmtv "${med[haproxy]}")" \
-        "$(fmtv "${med[nginx]}")" "$ratio" "$(fmtv "${med[direct]}")"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$(fmtv "${med[fiberlb]}")" "$(fmtv "${med[haproxy]}")" \
+        "$(fmtv "${med[nginx]}")" "$ratio" "$(paired "$t" "$metric" "$better")" "$(fmtv "${med[direct]}")"
 }
 
 # One line naming the fiberlb commit (and whether node/ or api/ has uncommitted changes,

@@ -433,17 +433,20 @@ for T in $THREADS; do
         # Rotate the order every round so no proxy always runs first.
         order=("${PROXIES[@]:$(((R - 1) % 3))}" "${PROXIES[@]:0:$(((R - 1) % 3))}")
         log "round $R/$RUNS (order: direct ${order[*]})"
-        for p in direct "${order[@]}"; do
-            for c in "${KA_CONNS[@]}"; do
+        # Test by test, every proxy back to back: the samples one ratio compares are
+        # seconds apart, not minutes, so the machine's drift (it is shared) hits them alike.
+        for c in "${KA_CONNS[@]}"; do
+            for p in direct "${order[@]}"; do
                 wrk_test "$p" "ka$c" "$c" "http://127.0.0.1:${HTTP_FRONT[$p]}/"
             done
-            wrk_test "$p" close "$CLOSE_CONNS" "http://127.0.0.1:${HTTP_FRONT[$p]}/" -H 'Connection: close'
-            [[ $p == direct ]] && continue
-            wrk_test "$p" tls "$TLS_CONNS" "https://127.0.0.1:${HTTPS_FRONT[$p]}/"
-            tls_handshakes "$p"
-            h2_test "$p" h2c "http://127.0.0.1:${H2C_FRONT[$p]}/"
-            h2_test "$p" h2 "https://127.0.0.1:${HTTPS_FRONT[$p]}/"
         done
+        for p in direct "${order[@]}"; do
+            wrk_test "$p" close "$CLOSE_CONNS" "http://127.0.0.1:${HTTP_FRONT[$p]}/" -H 'Connection: close'
+        done
+        for p in "${order[@]}"; do wrk_test "$p" tls "$TLS_CONNS" "https://127.0.0.1:${HTTPS_FRONT[$p]}/"; done
+        for p in "${order[@]}"; do tls_handshakes "$p"; done
+        for p in "${order[@]}"; do h2_test "$p" h2c "http://127.0.0.1:${H2C_FRONT[$p]}/"; done
+        for p in "${order[@]}"; do h2_test "$p" h2 "https://127.0.0.1:${HTTPS_FRONT[$p]}/"; done
         for p in "${order[@]}"; do
             idle_memory "$p"
             record "$T" mem "$p" "$R" "$MEM_RESULT"
@@ -464,8 +467,7 @@ $(row "$T" "ka${c}_cpu" "HTTP/1.1 keep-alive, $c conns: proxy CPU per request (Â
     TABLES+="
 ### $T worker thread(s) per proxy
 
-| metric | fiberlb | haproxy | nginx | fiberlb / best other | direct (no proxy) |
-|---|---|---|---|---|---|
+$TABLE_HEAD
 $rows$(row "$T" close_rps "new connection per request ($CLOSE_CONNS conns): requests/s" higher "%.0f")
 $(row "$T" close_p99 "new connection per request: latency p99 (ms)" lower "%.3f")
 $(row "$T" close_cpu "new connection per request: proxy CPU per request (Âµs)" lower "%.1f")
@@ -504,6 +506,7 @@ mkdir -p "$HERE/results"
     echo "- medians of $RUNS interleaved rounds, ${DURATION}s per test; certificate: self-signed $([[ $CERT_KEY == ec ]] && echo 'ECDSA P-256' || echo 'RSA 2048')"
     for p in "${PROXIES[@]}"; do echo "- TLS negotiated by $p with an OpenSSL client: ${TLS_INFO[$p]:-?}"; done
     echo "- ratio: fiberlb / the better of haproxy and nginx; \"win\" = fiberlb at least as fast, or lower latency, CPU or memory"
+    echo "- each round runs a test on every proxy back to back (order rotated per round); per-round ratio: that round's fiberlb / better other, its median over the rounds and the number of rounds fiberlb won"
     echo "- how each figure is measured: bench/README.md, section run-http.sh"
     echo "$TABLES"
     echo "$CHECKS"

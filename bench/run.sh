@@ -212,9 +212,11 @@ for t in $THREADS; do
         # another one's burst of TIME_WAIT sockets).
         order=("${PROXIES[@]:$(((r - 1) % 3))}" "${PROXIES[@]:0:$(((r - 1) % 3))}")
         log "round $r/$RUNS (order: direct ${order[*]})"
+        # Test by test, every proxy back to back: the samples one ratio compares are
+        # seconds apart, not minutes, so the machine's drift (it is shared) hits them alike.
+        for p in direct "${order[@]}"; do record "$t" tput1 "$p" "$r" "$(iperf_gbps "${IPERF_FRONT[$p]}" 1)"; done
+        for p in direct "${order[@]}"; do record "$t" tput4 "$p" "$r" "$(iperf_gbps "${IPERF_FRONT[$p]}" 4)"; done
         for p in direct "${order[@]}"; do
-            record "$t" tput1 "$p" "$r" "$(iperf_gbps "${IPERF_FRONT[$p]}" 1)"
-            record "$t" tput4 "$p" "$r" "$(iperf_gbps "${IPERF_FRONT[$p]}" 4)"
             read -r rate cpu < <(conn_rate "$p")
             record "$t" rate "$p" "$r" "$rate"
             [[ $p == direct ]] || record "$t" cpu "$p" "$r" "$cpu"
@@ -231,8 +233,7 @@ for t in $THREADS; do
     TABLES+="
 ### $t worker thread(s) per proxy
 
-| metric | fiberlb | haproxy | nginx | fiberlb / best other | direct (no proxy) |
-|---|---|---|---|---|---|
+$TABLE_HEAD
 $(row "$t" tput1 "TCP throughput, 1 stream (Gbit/s)" higher "%.2f")
 $(row "$t" tput4 "TCP throughput, 4 streams (Gbit/s)" higher "%.2f")
 $(row "$t" rate "new connections/s (connect, 1-byte echo, close)" higher "%.0f")
@@ -254,6 +255,7 @@ mkdir -p "$HERE/results"
     echo "- same socket semantics on all three: TCP keepalive off (fiberlb tcp_keepalive_seconds = 0), half-closes forwarded (nginx proxy_half_close on)"
     echo "- medians of $RUNS interleaved rounds; iperf3 -t $IPERF_SECS; connection rate: $RATE_CONCURRENCY concurrent clients for ${RATE_SECS}s; $IDLE idle connections"
     echo "- ratio: fiberlb / the better of haproxy and nginx; \"win\" = fiberlb at least as fast, or uses less memory"
+    echo "- each round runs a test on every proxy back to back (order rotated per round); per-round ratio: that round's fiberlb / better other, its median over the rounds and the number of rounds fiberlb won"
     echo "$TABLES"
     echo "Raw samples (threads, metric, target, round, value):"
     echo
