@@ -207,6 +207,37 @@ cpu_ticks() {
     echo "$sum"
 }
 
+# PIN=1: proxies on CPUs 0..T-1, everything else the benchmark starts (backends, load
+# tools) on the CPUs above the largest thread count, so that the kernel never puts a
+# load generator on a proxy's CPU. Without it (the default) the scheduler places all of
+# them, and with the load tools, the backend and the proxy keeping two vCPUs busy,
+# a proxy's latency tail is mostly how often it gets preempted (README, L7 notes).
+PIN=${PIN:-0}
+PIN_NOTE="not pinned: the scheduler places proxies, backends and load tools"
+
+# pin_init THREADS...: with PIN=1, moves this shell, and so everything it starts from
+# now on, to the CPUs no proxy uses.
+pin_init() {
+    [[ $PIN == 1 ]] || return 0
+    local n max=0 t
+    n=$(nproc)
+    for t in "$@"; do ((t > max)) && max=$t; done
+    ((max < n)) || die "PIN=1 needs more CPUs ($n) than proxy threads ($max)"
+    command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
+    taskset -p -c "$max-$((n - 1))" $$ >/dev/null || die "cannot pin the benchmark's shell"
+    PIN_NOTE="pinned: a proxy with T threads on CPUs 0..T-1, backends and load tools on CPUs $max..$((n - 1))"
+}
+
+# pin_proxy PID THREADS: with PIN=1, the proxy's processes, every thread, onto CPUs
+# 0..THREADS-1 (threads they start later inherit it).
+pin_proxy() {
+    [[ $PIN == 1 ]] || return 0
+    local pid
+    for pid in $(proxy_pids "$1"); do
+        taskset -a -p -c "0-$(($2 - 1))" "$pid" >/dev/null || die "cannot pin process $pid"
+    done
+}
+
 # record THREADS METRIC TARGET ROUND VALUE: one sample (an empty VALUE is recorded NA).
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-NA}" >>"$RAW"; }
 

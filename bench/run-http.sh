@@ -43,6 +43,8 @@ SOURCES=64
 [[ $ACCESS_LOG == 0 || $ACCESS_LOG == 1 ]] || die "ACCESS_LOG must be 0 or 1"
 [[ $CERT_KEY == ec || $CERT_KEY == rsa ]] || die "CERT_KEY must be ec or rsa"
 bench_init fiberlb-bench-http
+# shellcheck disable=SC2086 # THREADS is a list
+pin_init $THREADS
 
 BACKEND_PORTS=()
 for ((i = 1; i <= BACKENDS; i++)); do BACKEND_PORTS+=($((BASE_PORT + 10 + i))); done
@@ -221,6 +223,7 @@ restart_proxy() {
     done
     "start_$p" "$T"
     wait_listening "$p"
+    pin_proxy "${PROXY_PID[$p]}" "$T"
 }
 
 # Before measuring: every proxy answers each protocol with the backend's body, and the
@@ -426,6 +429,7 @@ for T in $THREADS; do
     start_nginx "$T"
     for p in "${PROXIES[@]}"; do
         wait_listening "$p"
+        pin_proxy "${PROXY_PID[$p]}" "$T"
         check_proxy "$p"
         log "$p: TLS with an OpenSSL client: ${TLS_INFO[$p]}"
     done
@@ -503,6 +507,7 @@ mkdir -p "$HERE/results"
     echo "- fiberlb $(fiberlb_version); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2); $(h2load --version | head -n1); $(openssl version | cut -d' ' -f1-2)"
     echo "- threads per proxy: $THREADS (fiberlb TOKIO_WORKER_THREADS, haproxy nbthread, nginx worker_processes); load tools: ${LOAD_THREADS:-same as the proxy} thread(s)"
     echo "- backends: $BACKENDS ports of one nginx ($BACKEND_WORKERS worker) answering a ${BODY_BYTES}-byte body from memory; access logs $([[ $ACCESS_LOG == 1 ]] && echo on || echo off) on all three"
+    echo "- CPUs: $PIN_NOTE"
     echo "- medians of $RUNS interleaved rounds, ${DURATION}s per test; certificate: self-signed $([[ $CERT_KEY == ec ]] && echo 'ECDSA P-256' || echo 'RSA 2048')"
     for p in "${PROXIES[@]}"; do echo "- TLS negotiated by $p with an OpenSSL client: ${TLS_INFO[$p]:-?}"; done
     echo "- ratio: fiberlb / the better of haproxy and nginx; \"win\" = fiberlb at least as fast, or lower latency, CPU or memory"

@@ -30,6 +30,8 @@ declare -A ECHO_FRONT=([fiberlb]=$((BASE_PORT + 102)) [haproxy]=$((BASE_PORT + 2
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
 bench_init fiberlb-bench
+# shellcheck disable=SC2086 # THREADS is a list
+pin_init $THREADS
 
 # ---------------------------------------------------------------- 1. tools and builds
 apt_install_missing haproxy:haproxy nginx:nginx /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream \
@@ -202,6 +204,7 @@ for t in $THREADS; do
     for p in "${PROXIES[@]}"; do
         wait_for 30 "$p listening" port_open "${ECHO_FRONT[$p]}"
         wait_for 30 "$p listening" port_open "${IPERF_FRONT[$p]}"
+        pin_proxy "${PROXY_PID[$p]}" "$t"
         # One short check that the proxy really carries traffic before measuring it.
         "$CONNRATE" rate --addr "127.0.0.1:${ECHO_FRONT[$p]}" --concurrency 8 --duration 0.5 --warmup 0 \
             --sources "$SOURCES" >/dev/null 2>>"$WORK/connrate.err" || die "$p does not proxy to the echo backends"
@@ -253,6 +256,7 @@ mkdir -p "$HERE/results"
     echo "- fiberlb $(fiberlb_version); $(haproxy -v | head -n1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(iperf3 -v | head -n1 | cut -d' ' -f1-2)"
     echo "- threads per proxy: $THREADS (fiberlb TOKIO_WORKER_THREADS, haproxy nbthread, nginx worker_processes)"
     echo "- same socket semantics on all three: TCP keepalive off (fiberlb tcp_keepalive_seconds = 0), half-closes forwarded (nginx proxy_half_close on)"
+    echo "- CPUs: $PIN_NOTE"
     echo "- medians of $RUNS interleaved rounds; iperf3 -t $IPERF_SECS; connection rate: $RATE_CONCURRENCY concurrent clients for ${RATE_SECS}s; $IDLE idle connections"
     echo "- ratio: fiberlb / the better of haproxy and nginx; \"win\" = fiberlb at least as fast, or uses less memory"
     echo "- each round runs a test on every proxy back to back (order rotated per round); per-round ratio: that round's fiberlb / better other, its median over the rounds and the number of rounds fiberlb won"
