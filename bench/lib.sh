@@ -220,7 +220,7 @@ PIN_NOTE="not pinned: the scheduler places proxies, backends and load tools"
 pin_init() {
     [[ $PIN == 1 ]] || return 0
     local n max=0 t
-    n=$(nproc)
+    n=$(getconf _NPROCESSORS_ONLN)
     for t in "$@"; do ((t > max)) && max=$t; done
     ((max < n)) || die "PIN=1 needs more CPUs ($n) than proxy threads ($max)"
     command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
