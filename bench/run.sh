@@ -190,7 +190,7 @@ idle_memory() {
 
 CLK_TCK=$(getconf CLK_TCK)
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-NCPU=$(nproc)
+NCPU=$(getconf _NPROCESSORS_ONLN) # not nproc: PIN=1 narrows this shell to fewer CPUs
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "cpu: $CPU x $NCPU; load average $LOAD_START; threads: $THREADS; runs: $RUNS; idle connections: $IDLE"
 ((NCPU > 1)) || log "warning: one CPU: proxies and load tools share it"
