@@ -243,14 +243,19 @@ record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5:-NA}" >>"$RAW"
 
 # median THREADS METRIC TARGET: the median of the samples; NA when every sample failed,
 # "none" when there is no sample at all.
+# awk: the median of v[1..k] (k > 0), sorting v in place.
+AWK_MEDIAN='function med(v, k,    i, j, x) {
+    for (i = 2; i <= k; i++) {x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
+    return (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+}'
+
 median() {
-    awk -F'\t' -v t="$1" -v m="$2" -v p="$3" '
+    awk -F'\t' -v t="$1" -v m="$2" -v p="$3" "$AWK_MEDIAN"'
         $1 == t && $2 == m && $3 == p {n++; if ($5 != "NA") v[++k] = $5 + 0}
         END {
             if (!n) {print "none"; exit}
             if (!k) {print "NA"; exit}
-            for (i = 2; i <= k; i++) {x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x}
-            if (k % 2) print v[(k + 1) / 2]; else print (v[k / 2] + v[k / 2 + 1]) / 2
+            print med(v, k)
         }' "$RAW"
 }
 
@@ -260,7 +265,7 @@ median() {
 # ratio cancels the machine's slow drift that a ratio of medians, taken over samples
 # minutes apart, keeps. NA without a round where fiberlb and another proxy both measured.
 paired() {
-    awk -F'\t' -v t="$1" -v m="$2" -v h="$3" '
+    awk -F'\t' -v t="$1" -v m="$2" -v h="$3" "$AWK_MEDIAN"'
         $1 == t && $2 == m && $5 != "NA" && ($3 == "fiberlb" || $3 == "haproxy" || $3 == "nginx") {
             v[$4, $3] = $5 + 0; rounds[$4] = 1
         }
@@ -279,9 +284,7 @@ paired() {
                 if (h == "higher" ? q[k] >= 1 : q[k] < 1) wins++
             }
             if (!k) {print "NA"; exit}
-            for (i = 2; i <= k; i++) {x = q[i]; for (j = i - 1; j >= 1 && q[j] > x; j--) q[j + 1] = q[j]; q[j + 1] = x}
-            med = (k % 2) ? q[(k + 1) / 2] : (q[k / 2] + q[k / 2 + 1]) / 2
-            printf "%.2f (%d/%d)", med, wins, k
+            printf "%.2f (%d/%d)", med(q, k), wins, k
         }' "$RAW"
 }
 
